@@ -1,0 +1,144 @@
+//! `runsc`: the command line of the sandbox. This version has `do` (run a
+//! host command sandboxed, with the host root as a read-only image) and the
+//! hidden `gofer` role it starts as a separate process.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "runsc",
+    about = "An application kernel sandbox for Linux programs",
+    version
+)]
+struct Cli {
+    /// Verbose logging to stderr.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Print every guest system call with decoded arguments and result.
+    #[arg(long, global = true)]
+    strace: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a sandbox, using the host's root filesystem as a
+    /// read-only image (with a private /tmp).
+    Do(DoArgs),
+    /// Serve a root filesystem to a sentry (internal).
+    #[command(hide = true)]
+    Gofer(GoferArgs),
+}
+
+#[derive(Args)]
+struct DoArgs {
+    /// Working directory inside the sandbox.
+    #[arg(long, default_value = "/")]
+    cwd: String,
+    /// Environment variable K=V for the command (repeatable); PATH, HOME and
+    /// TERM default to sensible values.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct GoferArgs {
+    #[arg(long)]
+    root: PathBuf,
+    /// The connected socket fd to serve.
+    #[arg(long)]
+    fd: i32,
+    /// Allow writes (default: read-only).
+    #[arg(long)]
+    rw: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.debug { "debug" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUNSC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match run(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runsc: {e:#}");
+            125
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.cmd {
+        Command::Gofer(g) => {
+            gofer::run(&g.root, g.fd, !g.rw)?;
+            Ok(0)
+        }
+        Command::Do(d) => run_do(d, cli.strace),
+    }
+}
+
+fn default_env(user: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let has = |k: &str| user.iter().any(|e| e.split('=').next() == Some(k));
+    if !has("PATH") {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !has("HOME") {
+        env.push("HOME=/root".into());
+    }
+    if !has("TERM") {
+        if let Ok(t) = std::env::var("TERM") {
+            env.push(format!("TERM={t}"));
+        }
+    }
+    env.extend(user.iter().cloned());
+    env
+}
+
+fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
+    for e in &d.env {
+        if !e.contains('=') {
+            bail!("-e {e}: expected K=V");
+        }
+    }
+    let (ours, theirs) = gofer::socketpair().context("creating the gofer socket")?;
+    let exe = std::env::current_exe().context("finding our own executable")?;
+    let child_fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["gofer", "--root", "/", "--fd", "3"]);
+    // SAFETY: between fork and exec we only call async-signal-safe dup2 and
+    // prctl on fds and values we own.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(child_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.stdin(std::process::Stdio::null());
+    let _gofer = cmd.spawn().context("starting the gofer")?;
+    drop(theirs);
+    sentry::boot(sentry::BootConfig {
+        argv: d.command,
+        env: default_env(&d.env),
+        cwd: d.cwd,
+        strace,
+        gofer: ours,
+    })
+}

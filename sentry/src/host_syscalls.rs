@@ -1,0 +1,47 @@
+//! Every host system call the sentry itself makes, in one list. The sandbox
+//! issue turns this into the sentry's seccomp filter; until then it is the
+//! reviewed inventory. Guest system calls never appear here: they are served
+//! by the sentry and never passed to the host.
+
+/// (syscall, why the sentry needs it)
+pub const HOST_SYSCALLS: &[(&str, &str)] = &[
+    ("read", "host fds: stdio, donated files, eventfds"),
+    ("write", "host fds: stdio, donated files, eventfd wake-ups"),
+    ("pread64", "donated regular files"),
+    ("pwrite64", "donated regular files"),
+    ("close", "releasing fds"),
+    ("fstat", "donated fds"),
+    ("lseek", "memory file SEEK_DATA/SEEK_HOLE on fork"),
+    (
+        "ioctl",
+        "terminal ioctls on host stdio (TCGETS, TIOCGWINSZ, ...)",
+    ),
+    ("ppoll", "blocking on wait queues (eventfd) and host fds"),
+    ("poll", "readiness of host fds"),
+    ("getdents64", "donated directories"),
+    ("eventfd2", "one waiter per task"),
+    ("mmap", "the memory file view, thread stacks, heap"),
+    ("munmap", "heap"),
+    ("mprotect", "stub code page, heap"),
+    ("madvise", "heap"),
+    ("memfd_create", "the memory file (once at start)"),
+    ("ftruncate", "growing the memory file"),
+    ("fallocate", "releasing guest pages (PUNCH_HOLE)"),
+    ("fork", "stub processes (from the stub factory thread)"),
+    ("clone", "sentry threads"),
+    ("ptrace", "driving stub threads"),
+    ("wait4", "ptrace stops of stub threads"),
+    ("kill", "ending a stub process"),
+    ("tgkill", "interrupting a running stub thread"),
+    ("futex", "Rust std locks"),
+    ("clock_gettime", "clocks; stub thread CPU time"),
+    ("getrandom", "AT_RANDOM, getrandom(2), /dev/urandom"),
+    ("sendmsg", "gofer requests"),
+    ("recvmsg", "gofer replies with donated fds"),
+    ("sysinfo", "sysinfo(2) memory totals"),
+    ("sched_yield", "sched_yield(2)"),
+    ("rt_sigprocmask", "the signal-forwarding thread"),
+    ("rt_sigtimedwait", "the signal-forwarding thread"),
+    ("exit", "sentry threads ending"),
+    ("exit_group", "the sandbox ending"),
+];

@@ -1,0 +1,161 @@
+//! The kernel proper: tasks and thread groups, the PID namespace, credentials,
+//! signals, futexes, timers, exec, exit and wait.
+
+pub mod clone;
+pub mod exec;
+pub mod exit;
+pub mod futex;
+pub mod signal;
+pub mod task;
+pub mod task_fs;
+pub mod task_signals;
+pub mod timer;
+pub mod waiter;
+
+use crate::mm::memory_file::MemoryFile;
+use crate::vfs::Vfs;
+use platform::Platform;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+use task::Task;
+
+/// Our kernel's identity, reported by uname(2) instead of the host's.
+pub const SYSNAME: &str = "Linux";
+pub const RELEASE: &str = "4.4.0-sentry";
+pub const VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
+pub const MACHINE: &str = "x86_64";
+
+#[derive(Clone, Debug, Default)]
+pub struct Creds {
+    pub ruid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    pub rgid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Creds {
+    pub fn root() -> Creds {
+        Creds::default()
+    }
+    pub fn privileged(&self) -> bool {
+        self.euid == 0
+    }
+}
+
+/// Process-tree state of one thread group, under the task-set lock.
+pub struct ProcEntry {
+    pub tg: Arc<task::ThreadGroup>,
+    pub parent: i32,
+    pub children: Vec<i32>,
+    pub threads: Vec<i32>,
+    pub pgid: i32,
+    pub sid: i32,
+    /// Wait status once every thread has exited.
+    pub zombie: Option<i32>,
+    pub exit_signal: i32,
+    pub stop_report: Option<i32>,
+    pub cont_report: bool,
+}
+
+#[derive(Default)]
+pub struct TaskSet {
+    next_pid: i32,
+    pub tasks: HashMap<i32, Arc<Task>>,
+    pub procs: HashMap<i32, ProcEntry>,
+}
+
+impl TaskSet {
+    pub fn alloc_pid(&mut self) -> i32 {
+        loop {
+            self.next_pid += 1;
+            if self.next_pid > 4_194_304 {
+                self.next_pid = 2;
+            }
+            let p = self.next_pid;
+            if !self.tasks.contains_key(&p)
+                && !self.procs.contains_key(&p)
+                && !self.procs.values().any(|e| e.pgid == p || e.sid == p)
+            {
+                return p;
+            }
+        }
+    }
+
+    /// Live tasks of thread group `tgid`.
+    pub fn threads_of(&self, tgid: i32) -> Vec<Arc<Task>> {
+        self.procs
+            .get(&tgid)
+            .map(|e| {
+                e.threads
+                    .iter()
+                    .filter_map(|t| self.tasks.get(t).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub struct Kernel {
+    pub platform: Arc<dyn Platform>,
+    pub mf: Arc<MemoryFile>,
+    pub vfs: Arc<Vfs>,
+    pub futexes: futex::Futexes,
+    pub timers: timer::Timers,
+    ts: Mutex<TaskSet>,
+    pub hostname: Mutex<Vec<u8>>,
+    pub strace: bool,
+    pub boot: Instant,
+    exit: (Mutex<Option<i32>>, Condvar),
+}
+
+impl Kernel {
+    pub fn new(
+        platform: Arc<dyn Platform>,
+        mf: Arc<MemoryFile>,
+        vfs: Arc<Vfs>,
+        strace: bool,
+    ) -> Arc<Kernel> {
+        Arc::new(Kernel {
+            platform,
+            mf,
+            vfs,
+            futexes: futex::Futexes::default(),
+            timers: timer::Timers::new(),
+            ts: Mutex::new(TaskSet::default()),
+            hostname: Mutex::new(b"sandbox".to_vec()),
+            strace,
+            boot: Instant::now(),
+            exit: (Mutex::new(None), Condvar::new()),
+        })
+    }
+
+    pub fn ts(&self) -> MutexGuard<'_, TaskSet> {
+        self.ts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called when PID 1 exits: the sandbox is over.
+    pub fn finish(&self, wait_status: i32) {
+        let mut e = self.exit.0.lock().unwrap_or_else(|p| p.into_inner());
+        if e.is_none() {
+            *e = Some(wait_status);
+        }
+        self.exit.1.notify_all();
+    }
+
+    /// Blocks until PID 1 exits; returns its wait status.
+    pub fn wait_for_init(&self) -> i32 {
+        let mut e = self.exit.0.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = *e {
+                return s;
+            }
+            e = self.exit.1.wait(e).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Blocking: every task owns a Waiter (an eventfd) it sleeps on; wait queues
+//! of kernel objects (pipes, futexes, child exits, …) hold the waiters to wake.
+//! Sleeping is a host ppoll on the eventfd plus any host fds being waited for,
+//! so signals, kernel events and host I/O all end one sleep.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub struct Waiter {
+    efd: OwnedFd,
+}
+
+impl Waiter {
+    pub fn new() -> std::io::Result<Arc<Waiter>> {
+        // SAFETY: plain eventfd creation.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is new and ours.
+        Ok(Arc::new(Waiter {
+            efd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }))
+    }
+
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a live u64 to our eventfd.
+        unsafe {
+            libc::write(
+                self.efd.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+
+    /// Consumes pending notifications.
+    pub fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes into a live u64 from our nonblocking eventfd.
+        unsafe {
+            libc::read(
+                self.efd.as_raw_fd(),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
+    }
+
+    /// Sleeps until notified, a host fd in `host` is ready (its revents are
+    /// filled in), or `deadline` passes. Returns false on timeout.
+    pub fn sleep(&self, host: &mut [libc::pollfd], deadline: Option<Instant>) -> bool {
+        let mut fds = Vec::with_capacity(host.len() + 1);
+        fds.push(libc::pollfd {
+            fd: self.efd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        fds.extend_from_slice(host);
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            }
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: fds is a live array of pollfd of the given length; tsp is
+        // null or points at a live timespec.
+        let n = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                tsp,
+                std::ptr::null(),
+            )
+        };
+        for (h, f) in host.iter_mut().zip(&fds[1..]) {
+            h.revents = f.revents;
+        }
+        if fds[0].revents != 0 {
+            self.clear();
+        }
+        n != 0
+    }
+}
+
+#[derive(Default)]
+pub struct WaitQueue {
+    waiters: Mutex<Vec<Arc<Waiter>>>,
+}
+
+impl WaitQueue {
+    pub fn new() -> WaitQueue {
+        WaitQueue::default()
+    }
+
+    pub fn add(&self, w: &Arc<Waiter>) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(w.clone());
+    }
+
+    pub fn remove(&self, w: &Arc<Waiter>) {
+        let mut v = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = v.iter().position(|x| Arc::ptr_eq(x, w)) {
+            v.swap_remove(i);
+        }
+    }
+
+    pub fn notify_all(&self) {
+        for w in self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            w.notify();
+        }
+    }
+}
+
+/// Host fds to include in a sleep: (fd, poll events).
+pub type HostWait = (RawFd, i16);

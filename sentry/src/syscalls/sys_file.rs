@@ -1,0 +1,589 @@
+//! File descriptor system calls: open/close/read/write and friends, dup,
+//! fcntl, pipes, ioctl, getdents, eventfd.
+
+use super::{path_arg, Args};
+use crate::errno::{Errno, KResult};
+use crate::fs;
+use crate::kernel::signal::SigInfo;
+use crate::kernel::task::{lock, CurrentTask};
+use crate::kernel::task_fs::AT_FDCWD;
+use crate::vfs::file::FileOps;
+use crate::vfs::{dtype_of_mode, File, Stat};
+use std::sync::Arc;
+
+/// Largest single transfer we stage through the sentry at once; larger
+/// requests are short reads/writes, which Linux allows.
+const MAX_RW: usize = 16 << 20;
+
+fn fd_arg(a: u64) -> i32 {
+    a as i32
+}
+
+pub fn get_file(t: &CurrentTask, fd: u64) -> KResult<Arc<File>> {
+    t.fd_table().get(fd_arg(fd))
+}
+
+fn nofile(t: &CurrentTask) -> usize {
+    t.rlimit(libc::RLIMIT_NOFILE as i32).min(1 << 20) as usize
+}
+
+pub fn install(t: &CurrentTask, f: Arc<File>, cloexec: bool) -> KResult<u64> {
+    Ok(t.fd_table().install_from(f, cloexec, 0, nofile(t))? as u64)
+}
+
+/// Sends SIGPIPE for EPIPE from a write, as Linux does.
+fn sigpipe(t: &CurrentTask, r: KResult<usize>) -> KResult<usize> {
+    if r == Err(Errno::EPIPE) {
+        t.kernel.send_to_task(
+            &t.task,
+            SigInfo::new(libc::SIGPIPE, crate::kernel::signal::SI_USER),
+        );
+    }
+    r
+}
+
+pub fn read(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let n = (a[2] as usize).min(MAX_RW);
+    let mut buf = vec![0u8; n];
+    let got = f.read(&t.task, &mut buf)?;
+    t.mm.copy_out(a[1], &buf[..got])?;
+    Ok(got as u64)
+}
+
+pub fn write(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let n = (a[2] as usize).min(MAX_RW);
+    let mut buf = vec![0u8; n];
+    t.mm.copy_in(a[1], &mut buf)?;
+    let r = f.write(&t.task, &buf);
+    Ok(sigpipe(t, r)? as u64)
+}
+
+pub fn pread64(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    if (a[3] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = vec![0u8; (a[2] as usize).min(MAX_RW)];
+    let got = f.pread(&t.task, &mut buf, a[3])?;
+    t.mm.copy_out(a[1], &buf[..got])?;
+    Ok(got as u64)
+}
+
+pub fn pwrite64(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    if (a[3] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = vec![0u8; (a[2] as usize).min(MAX_RW)];
+    t.mm.copy_in(a[1], &mut buf)?;
+    let r = f.pwrite(&t.task, &buf, a[3]);
+    Ok(sigpipe(t, r)? as u64)
+}
+
+fn iovecs(t: &CurrentTask, addr: u64, cnt: u64) -> KResult<Vec<(u64, usize)>> {
+    if cnt > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let mut v = Vec::with_capacity(cnt as usize);
+    let mut total: usize = 0;
+    for i in 0..cnt {
+        let base = t.mm.read_u64(addr + i * 16)?;
+        let len = t.mm.read_u64(addr + i * 16 + 8)?;
+        if len > isize::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        total = total.saturating_add(len as usize);
+        v.push((base, len as usize));
+    }
+    if total > isize::MAX as usize {
+        return Err(Errno::EINVAL);
+    }
+    Ok(v)
+}
+
+fn do_readv(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) -> KResult<u64> {
+    let total: usize = iov.iter().map(|v| v.1).sum::<usize>().min(MAX_RW);
+    let mut buf = vec![0u8; total];
+    let got = match off {
+        Some(o) => f.pread(&t.task, &mut buf, o)?,
+        None => f.read(&t.task, &mut buf)?,
+    };
+    let mut done = 0;
+    for &(base, len) in iov {
+        if done >= got {
+            break;
+        }
+        let n = len.min(got - done);
+        t.mm.copy_out(base, &buf[done..done + n])?;
+        done += n;
+    }
+    Ok(got as u64)
+}
+
+fn do_writev(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) -> KResult<u64> {
+    let mut buf = Vec::new();
+    for &(base, len) in iov {
+        let n = len.min(MAX_RW - buf.len());
+        let start = buf.len();
+        buf.resize(start + n, 0);
+        t.mm.copy_in(base, &mut buf[start..])?;
+        if buf.len() >= MAX_RW {
+            break;
+        }
+    }
+    let r = match off {
+        Some(o) => f.pwrite(&t.task, &buf, o),
+        None => f.write(&t.task, &buf),
+    };
+    Ok(sigpipe(t, r)? as u64)
+}
+
+pub fn readv(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let iov = iovecs(t, a[1], a[2])?;
+    do_readv(t, &f, &iov, None)
+}
+
+pub fn writev(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let iov = iovecs(t, a[1], a[2])?;
+    do_writev(t, &f, &iov, None)
+}
+
+pub fn preadv(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let iov = iovecs(t, a[1], a[2])?;
+    do_readv(t, &f, &iov, Some(a[3]))
+}
+
+pub fn pwritev(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let iov = iovecs(t, a[1], a[2])?;
+    do_writev(t, &f, &iov, Some(a[3]))
+}
+
+/// A file opened with O_PATH: a location, not an open file.
+struct PathFile(Arc<dyn crate::vfs::Inode>);
+
+impl FileOps for PathFile {
+    fn stat(&self) -> KResult<Stat> {
+        self.0.stat()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> KResult<u64> {
+    let o = |x: i32| x as u32;
+    let cloexec = flags & o(libc::O_CLOEXEC) != 0;
+    if flags & o(libc::O_TMPFILE) == o(libc::O_TMPFILE) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let acc = flags & o(libc::O_ACCMODE);
+    if acc == 3 {
+        return Err(Errno::EINVAL);
+    }
+    let follow = flags & o(libc::O_NOFOLLOW) == 0;
+    let dentry = if flags & o(libc::O_CREAT) != 0 {
+        let (dir, name) = match t.lookup_parent_at(dirfd, path) {
+            Ok(x) => x,
+            Err(e) if e == Errno::EEXIST => return Err(Errno::EISDIR),
+            Err(e) => return Err(e),
+        };
+        let fsctx = t.fs_context();
+        match t.kernel.vfs.child(&dir, &name) {
+            Ok(existing) => {
+                if flags & o(libc::O_EXCL) != 0 {
+                    return Err(Errno::EEXIST);
+                }
+                // An existing symlink is followed unless O_NOFOLLOW.
+                if existing.inode.stat()?.is_symlink() {
+                    if !follow {
+                        return Err(Errno::ELOOP);
+                    }
+                    let fs = lock(&fsctx);
+                    t.kernel.vfs.lookup(&fs, &dir, &name, true)?
+                } else {
+                    existing
+                }
+            }
+            Err(e) if e == Errno::ENOENT => {
+                let umask = lock(&fsctx).umask;
+                let c = t.creds();
+                let inode = dir.inode.create(
+                    &name,
+                    (mode & 0o7777 & !umask) | libc::S_IFREG,
+                    c.fsuid,
+                    c.fsgid,
+                )?;
+                Arc::new(crate::vfs::Dentry {
+                    name: name.clone(),
+                    parent: Some(dir.clone()),
+                    inode,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        t.lookup_at(dirfd, path, follow, false)?
+    };
+    let st = dentry.inode.stat()?;
+    if flags & o(libc::O_PATH) != 0 {
+        let f = File::new(
+            Arc::new(PathFile(dentry.inode.clone())),
+            flags & (o(libc::O_PATH) | o(libc::O_DIRECTORY) | o(libc::O_NOFOLLOW)),
+            Some(dentry),
+        );
+        return install(t, f, cloexec);
+    }
+    if st.is_symlink() {
+        return Err(Errno::ELOOP);
+    }
+    if flags & o(libc::O_DIRECTORY) != 0 && !st.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    if st.is_dir() && (acc != o(libc::O_RDONLY) || flags & o(libc::O_CREAT) != 0) {
+        return Err(Errno::EISDIR);
+    }
+    if flags & o(libc::O_TRUNC) != 0 && acc != o(libc::O_RDONLY) && st.file_type() == libc::S_IFREG
+    {
+        dentry.inode.truncate(0)?;
+    }
+    let ops = dentry.inode.clone().open(flags)?;
+    let f = File::new(ops, flags, Some(dentry));
+    install(t, f, cloexec)
+}
+
+pub fn open(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let p = path_arg(t, a[0])?;
+    do_open(t, AT_FDCWD, &p, a[1] as u32, a[2] as u32)
+}
+
+pub fn openat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let p = path_arg(t, a[1])?;
+    do_open(t, a[0] as i32, &p, a[2] as u32, a[3] as u32)
+}
+
+pub fn creat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let p = path_arg(t, a[0])?;
+    do_open(
+        t,
+        AT_FDCWD,
+        &p,
+        (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u32,
+        a[1] as u32,
+    )
+}
+
+pub fn close(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = t.fd_table().remove(fd_arg(a[0]))?;
+    drop(f);
+    Ok(0)
+}
+
+pub fn close_range(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let (first, last, flags) = (a[0] as u32, a[1] as u32, a[2] as u32);
+    const CLOSE_RANGE_UNSHARE: u32 = 2;
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    if first > last || flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLOSE_RANGE_UNSHARE != 0 {
+        let copy = t.fd_table().fork();
+        *lock(&t.task.fds) = copy;
+    }
+    t.fd_table()
+        .close_range(first, last, flags & CLOSE_RANGE_CLOEXEC != 0);
+    Ok(0)
+}
+
+pub fn lseek(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    f.seek(a[1] as i64, a[2] as i32)
+}
+
+pub fn dup(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    install(t, f, false)
+}
+
+pub fn dup2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    if a[0] as i32 == a[1] as i32 {
+        return Ok(a[1] as i32 as u64);
+    }
+    let old = t.fd_table().install_at(a[1] as i32, f, false, nofile(t))?;
+    drop(old);
+    Ok(a[1] as i32 as u64)
+}
+
+pub fn dup3(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let flags = a[2] as i32;
+    if flags & !libc::O_CLOEXEC != 0 || a[0] as i32 == a[1] as i32 {
+        return Err(Errno::EINVAL);
+    }
+    let f = get_file(t, a[0])?;
+    let old = t
+        .fd_table()
+        .install_at(a[1] as i32, f, flags & libc::O_CLOEXEC != 0, nofile(t))?;
+    drop(old);
+    Ok(a[1] as i32 as u64)
+}
+
+pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let fd = fd_arg(a[0]);
+    let f = t.fd_table().get(fd)?;
+    match a[1] as i32 {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            let min = a[2] as i32;
+            if min < 0 || min as usize >= nofile(t) {
+                return Err(Errno::EINVAL);
+            }
+            Ok(t.fd_table()
+                .install_from(f, a[1] as i32 == libc::F_DUPFD_CLOEXEC, min, nofile(t))?
+                as u64)
+        }
+        libc::F_GETFD => Ok(if t.fd_table().get_cloexec(fd)? {
+            libc::FD_CLOEXEC as u64
+        } else {
+            0
+        }),
+        libc::F_SETFD => {
+            t.fd_table()
+                .set_cloexec(fd, a[2] & libc::FD_CLOEXEC as u64 != 0)?;
+            Ok(0)
+        }
+        libc::F_GETFL => Ok(f.flags() as u64),
+        libc::F_SETFL => {
+            f.set_status_flags(a[2] as u32);
+            Ok(0)
+        }
+        libc::F_GETPIPE_SZ => {
+            if f.ops.as_any().is::<fs::pipe::PipeReader>()
+                || f.ops.as_any().is::<fs::pipe::PipeWriter>()
+            {
+                Ok(fs::pipe::DEFAULT_PIPE_SIZE as u64)
+            } else {
+                Err(Errno::EBADF)
+            }
+        }
+        // Record locks are not implemented yet (filesystem issue): say so
+        // with the errno Linux uses when no locks are available.
+        libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW
+        | libc::F_OFD_GETLK => Err(Errno::ENOLCK),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn ioctl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let fd = fd_arg(a[0]);
+    let f = t.fd_table().get(fd)?;
+    match a[1] as u32 as u64 {
+        x if x == libc::FIONBIO => {
+            let on = t.mm.read_u32(a[2])? != 0;
+            let fl = f.flags();
+            let nb = libc::O_NONBLOCK as u32;
+            f.set_status_flags(if on { fl | nb } else { fl & !nb });
+            Ok(0)
+        }
+        x if x == libc::FIOCLEX => t.fd_table().set_cloexec(fd, true).map(|_| 0),
+        x if x == libc::FIONCLEX => t.fd_table().set_cloexec(fd, false).map(|_| 0),
+        cmd => f.ops.ioctl(&t.task, &f, cmd as u32, a[2]),
+    }
+}
+
+pub fn pipe(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_pipe(t, a[0], 0)
+}
+
+pub fn pipe2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_pipe(t, a[0], a[1] as u32)
+}
+
+fn do_pipe(t: &CurrentTask, addr: u64, flags: u32) -> KResult<u64> {
+    if flags & !((libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) as u32) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (r, w) = fs::pipe::new_pipe();
+    let nb = flags & libc::O_NONBLOCK as u32;
+    let cloexec = flags & libc::O_CLOEXEC as u32 != 0;
+    let rf = File::new(r, libc::O_RDONLY as u32 | nb, None);
+    let wf = File::new(w, libc::O_WRONLY as u32 | nb, None);
+    let fds = t.fd_table();
+    let rfd = fds.install_from(rf, cloexec, 0, nofile(t))?;
+    let wfd = match fds.install_from(wf, cloexec, 0, nofile(t)) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = fds.remove(rfd);
+            return Err(e);
+        }
+    };
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&rfd.to_le_bytes());
+    b[4..].copy_from_slice(&wfd.to_le_bytes());
+    if let Err(e) = t.mm.copy_out(addr, &b) {
+        let _ = fds.remove(rfd);
+        let _ = fds.remove(wfd);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+pub fn fsync(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    get_file(t, a[0])?.ops.fsync().map(|_| 0)
+}
+
+pub fn sync(_t: &mut CurrentTask, _a: &Args) -> KResult<u64> {
+    Ok(0)
+}
+
+pub fn fadvise64(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    if !f.ops.seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    if a[3] > 5 {
+        return Err(Errno::EINVAL);
+    }
+    // Advice only: our page cache is the host's.
+    Ok(0)
+}
+
+pub fn ftruncate(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    if (a[1] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !f.writable() {
+        return Err(Errno::EINVAL);
+    }
+    f.ops.truncate(a[1]).map(|_| 0)
+}
+
+fn dir_listing(f: &File) -> KResult<Vec<crate::vfs::DirEntry>> {
+    let d = f.dentry.as_ref().ok_or(Errno::ENOTDIR)?;
+    let st = f.ops.stat()?;
+    if !st.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    let parent_ino = d
+        .parent
+        .as_ref()
+        .and_then(|p| p.inode.stat().ok())
+        .map(|s| s.ino)
+        .unwrap_or(st.ino);
+    let mut v = vec![
+        crate::vfs::DirEntry {
+            ino: st.ino,
+            d_type: libc::DT_DIR,
+            name: b".".to_vec(),
+        },
+        crate::vfs::DirEntry {
+            ino: parent_ino,
+            d_type: libc::DT_DIR,
+            name: b"..".to_vec(),
+        },
+    ];
+    v.extend(f.ops.readdir()?);
+    Ok(v)
+}
+
+fn do_getdents(t: &CurrentTask, a: &Args, old: bool) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    let entries = dir_listing(&f)?;
+    let cap = a[2] as usize;
+    let mut pos = lock(&f.pos);
+    let mut out = Vec::new();
+    let mut i = *pos as usize;
+    while i < entries.len() {
+        let e = &entries[i];
+        let reclen = if old {
+            (8 + 8 + 2 + e.name.len() + 2 + 7) & !7
+        } else {
+            (8 + 8 + 2 + 1 + e.name.len() + 1 + 7) & !7
+        };
+        if out.len() + reclen > cap {
+            break;
+        }
+        let start = out.len();
+        out.extend_from_slice(&e.ino.to_le_bytes());
+        out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
+        out.extend_from_slice(&(reclen as u16).to_le_bytes());
+        if old {
+            out.extend_from_slice(&e.name);
+            out.push(0);
+            out.resize(start + reclen - 1, 0);
+            out.push(e.d_type);
+        } else {
+            out.push(e.d_type);
+            out.extend_from_slice(&e.name);
+            out.push(0);
+            out.resize(start + reclen, 0);
+        }
+        i += 1;
+    }
+    if out.is_empty() && i < entries.len() {
+        return Err(Errno::EINVAL);
+    }
+    t.mm.copy_out(a[1], &out)?;
+    *pos = i as u64;
+    Ok(out.len() as u64)
+}
+
+pub fn getdents64(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_getdents(t, a, false)
+}
+
+pub fn getdents(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_getdents(t, a, true)
+}
+
+pub fn sendfile(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let out = get_file(t, a[0])?;
+    let inp = get_file(t, a[1])?;
+    let count = (a[3] as usize).min(MAX_RW);
+    let mut buf = vec![0u8; count];
+    let n = if a[2] != 0 {
+        let off = t.mm.read_u64(a[2])?;
+        let n = inp.pread(&t.task, &mut buf, off)?;
+        t.mm.write_u64(a[2], off + n as u64)?;
+        n
+    } else {
+        inp.read(&t.task, &mut buf)?
+    };
+    let r = out.write(&t.task, &buf[..n]);
+    Ok(sigpipe(t, r)? as u64)
+}
+
+pub fn eventfd(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_eventfd(t, a[0], 0)
+}
+
+pub fn eventfd2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_eventfd(t, a[0], a[1] as u32)
+}
+
+fn do_eventfd(t: &CurrentTask, init: u64, flags: u32) -> KResult<u64> {
+    const EFD_SEMAPHORE: u32 = 1;
+    if flags & !((libc::O_CLOEXEC | libc::O_NONBLOCK) as u32 | EFD_SEMAPHORE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ops = fs::eventfd::new_eventfd(init as u32 as u64, flags & EFD_SEMAPHORE != 0);
+    let f = File::new(
+        ops,
+        libc::O_RDWR as u32 | (flags & libc::O_NONBLOCK as u32),
+        None,
+    );
+    install(t, f, flags & libc::O_CLOEXEC as u32 != 0)
+}
+
+pub fn dtype(st: &Stat) -> u8 {
+    dtype_of_mode(st.mode)
+}

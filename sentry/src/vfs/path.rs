@@ -1,0 +1,224 @@
+//! Dentries, the mount table and path walk.
+//!
+//! A dentry is a name in its parent: walking ".." follows the parent, so a
+//! mount's root sits under the dentry it covers and `..` leaves the mount the
+//! way Linux does. The walk resolves symlinks itself (at most 40).
+
+use super::Inode;
+use crate::errno::{Errno, KResult};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub const MAX_SYMLINKS: u32 = 40;
+pub const PATH_MAX: usize = 4096;
+
+pub struct Dentry {
+    pub name: Vec<u8>,
+    pub parent: Option<Arc<Dentry>>,
+    pub inode: Arc<dyn Inode>,
+}
+
+impl Dentry {
+    pub fn root(inode: Arc<dyn Inode>) -> Arc<Dentry> {
+        Arc::new(Dentry {
+            name: Vec::new(),
+            parent: None,
+            inode,
+        })
+    }
+
+    /// The absolute path of this dentry.
+    pub fn path(&self) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut cur = self;
+        while let Some(p) = &cur.parent {
+            parts.push(&cur.name);
+            cur = p;
+        }
+        if parts.is_empty() {
+            return b"/".to_vec();
+        }
+        let mut out = Vec::new();
+        for p in parts.iter().rev() {
+            out.push(b'/');
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.inode.stat().map(|s| s.is_dir()).unwrap_or(false)
+    }
+}
+
+/// Per-task filesystem context: root, working directory, umask.
+pub struct FsContext {
+    pub root: Arc<Dentry>,
+    pub cwd: Arc<Dentry>,
+    pub umask: u32,
+}
+
+pub struct Vfs {
+    pub root: Arc<Dentry>,
+    /// Mount points by absolute path → the mounted filesystem's root inode.
+    mounts: Mutex<HashMap<Vec<u8>, Arc<dyn Inode>>>,
+}
+
+impl Vfs {
+    pub fn new(root: Arc<dyn Inode>) -> Vfs {
+        Vfs {
+            root: Dentry::root(root),
+            mounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn mount(&self, path: &[u8], fs_root: Arc<dyn Inode>) {
+        self.mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_vec(), fs_root);
+    }
+
+    /// The child `name` of `dir`, crossing into a mount if one covers it.
+    pub fn child(&self, dir: &Arc<Dentry>, name: &[u8]) -> KResult<Arc<Dentry>> {
+        let mounted = {
+            let m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+            if m.is_empty() {
+                None
+            } else {
+                let mut p = dir.path();
+                if p.len() > 1 {
+                    p.push(b'/');
+                } else {
+                    p.clear();
+                    p.push(b'/');
+                }
+                p.extend_from_slice(name);
+                m.get(&p).cloned()
+            }
+        };
+        let inode = match mounted {
+            Some(i) => i,
+            None => dir.inode.lookup(name)?,
+        };
+        Ok(Arc::new(Dentry {
+            name: name.to_vec(),
+            parent: Some(dir.clone()),
+            inode,
+        }))
+    }
+
+    /// Walks `path` from `start` (relative paths) or `fs.root`.
+    pub fn lookup(
+        &self,
+        fs: &FsContext,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        follow: bool,
+    ) -> KResult<Arc<Dentry>> {
+        let mut budget = MAX_SYMLINKS;
+        self.walk(fs, start, path, follow, &mut budget)
+    }
+
+    fn walk(
+        &self,
+        fs: &FsContext,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        follow: bool,
+        budget: &mut u32,
+    ) -> KResult<Arc<Dentry>> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let mut cur = if path[0] == b'/' {
+            fs.root.clone()
+        } else {
+            start.clone()
+        };
+        let comps: Vec<&[u8]> = path
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        let trailing_slash = path.ends_with(b"/");
+        for (i, comp) in comps.iter().enumerate() {
+            let last = i + 1 == comps.len();
+            if comp.len() > 255 {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            if !cur.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            if *comp == b"." {
+                continue;
+            }
+            if *comp == b".." {
+                if !Arc::ptr_eq(&cur, &fs.root) && cur.path() != fs.root.path() {
+                    if let Some(p) = cur.parent.clone() {
+                        cur = p;
+                    }
+                }
+                continue;
+            }
+            let child = self.child(&cur, comp)?;
+            let st = child.inode.stat()?;
+            if st.is_symlink() && (!last || follow || trailing_slash) {
+                if *budget == 0 {
+                    return Err(Errno::ELOOP);
+                }
+                *budget -= 1;
+                let target = child.inode.readlink()?;
+                cur = self.walk(fs, &cur, &target, true, budget)?;
+                continue;
+            }
+            cur = child;
+        }
+        if trailing_slash && !cur.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(cur)
+    }
+
+    /// Walks all but the last component: the parent directory and the final
+    /// name (for create, unlink, rename…). A path ending in "/" or naming
+    /// "." or ".." has no creatable last component.
+    pub fn lookup_parent(
+        &self,
+        fs: &FsContext,
+        start: &Arc<Dentry>,
+        path: &[u8],
+    ) -> KResult<(Arc<Dentry>, Vec<u8>)> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        let trimmed: &[u8] = {
+            let mut p = path;
+            while p.len() > 1 && p.ends_with(b"/") {
+                p = &p[..p.len() - 1];
+            }
+            p
+        };
+        let (dir_part, name) = match trimmed.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&trimmed[..i + 1], &trimmed[i + 1..]),
+            None => (&b""[..], trimmed),
+        };
+        let dir = if dir_part.is_empty() {
+            start.clone()
+        } else {
+            self.lookup(fs, start, dir_part, true)?
+        };
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if name.is_empty() || name == b"." || name == b".." {
+            return Err(Errno::EEXIST);
+        }
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok((dir, name.to_vec()))
+    }
+}

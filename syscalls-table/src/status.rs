@@ -1,0 +1,280 @@
+//! How far the sentry implements each syscall.
+//!
+//! [`STATUS`] is the only place this is recorded. It drives [`status`], and
+//! through it `docs/COMPATIBILITY.md`, so the document cannot drift from
+//! what the code claims.
+
+/// Support level of one syscall, with a note for the compatibility doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Implemented with Linux semantics.
+    Supported,
+    /// Implemented, but with the limitation described in the note.
+    Partial(&'static str),
+    /// Not implemented; the note says what the caller observes.
+    Unsupported(&'static str),
+}
+
+impl Status {
+    /// Short label used in the compatibility table.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Supported => "Supported",
+            Status::Partial(_) => "Partial",
+            Status::Unsupported(_) => "Unsupported",
+        }
+    }
+
+    /// The explanatory note; empty for fully supported syscalls.
+    pub fn note(&self) -> &'static str {
+        match self {
+            Status::Supported => "",
+            Status::Partial(note) | Status::Unsupported(note) => note,
+        }
+    }
+}
+
+/// Status of every syscall not listed in [`STATUS`].
+pub const DEFAULT_STATUS: Status = Status::Unsupported("Not implemented; returns ENOSYS.");
+
+/// Support status by syscall name, edited by hand as sentry handlers land.
+///
+/// Format: one `("name", Status::...)` entry per syscall, using the kernel
+/// name exactly as in [`crate::SYSCALLS`] (a test rejects unknown names and
+/// duplicates). Any syscall not listed is reported as [`DEFAULT_STATUS`].
+/// Keep the list in syscall-number order so diffs stay readable, and write
+/// notes as full sentences: they are copied verbatim into
+/// `docs/COMPATIBILITY.md` (regenerate it after editing this list with
+/// `cargo run -p syscalls-table --bin gen-compat > docs/COMPATIBILITY.md`).
+///
+/// ```text
+/// ("read", Status::Supported),
+/// ("ioctl", Status::Partial("Only TCGETS, TCSETS and FIONREAD.")),
+/// ("ptrace", Status::Unsupported("Denied with EPERM inside the sandbox.")),
+/// ```
+pub static STATUS: &[(&str, Status)] = &[
+    ("read", Status::Supported),
+    ("write", Status::Supported),
+    ("open", Status::Partial("O_TMPFILE returns EOPNOTSUPP.")),
+    ("close", Status::Supported),
+    ("stat", Status::Supported),
+    ("fstat", Status::Supported),
+    ("lstat", Status::Supported),
+    ("poll", Status::Supported),
+    ("lseek", Status::Supported),
+    ("mmap", Status::Partial("Private and anonymous-shared mappings are exact. File mappings copy the file's contents at mmap time: MAP_SHARED writes are not written back to the file.")),
+    ("mprotect", Status::Supported),
+    ("munmap", Status::Supported),
+    ("brk", Status::Supported),
+    ("rt_sigaction", Status::Supported),
+    ("rt_sigprocmask", Status::Supported),
+    ("rt_sigreturn", Status::Supported),
+    ("ioctl", Status::Partial("FIONBIO, FIOCLEX/FIONCLEX, FIONREAD on pipes, and terminal TCGETS/TCSETS*/TIOCGWINSZ/TIOCSWINSZ on host terminals; others return ENOTTY.")),
+    ("pread64", Status::Supported),
+    ("pwrite64", Status::Supported),
+    ("readv", Status::Supported),
+    ("writev", Status::Supported),
+    ("access", Status::Partial("Permission bits are checked against the caller's ids; no ACLs.")),
+    ("pipe", Status::Supported),
+    ("select", Status::Supported),
+    ("sched_yield", Status::Supported),
+    ("mremap", Status::Partial("MREMAP_DONTUNMAP is not supported (EINVAL).")),
+    ("msync", Status::Partial("Checks the range is mapped; file-backed MAP_SHARED data is not written back (see mmap).")),
+    ("mincore", Status::Partial("Reports every mapped page as resident.")),
+    ("madvise", Status::Partial("MADV_DONTNEED drops private pages; other advice is accepted as a hint with no effect.")),
+    ("dup", Status::Supported),
+    ("dup2", Status::Supported),
+    ("pause", Status::Supported),
+    ("nanosleep", Status::Supported),
+    ("getitimer", Status::Partial("ITIMER_REAL only; ITIMER_VIRTUAL/ITIMER_PROF return EINVAL.")),
+    ("alarm", Status::Supported),
+    ("setitimer", Status::Partial("ITIMER_REAL only; ITIMER_VIRTUAL/ITIMER_PROF return EINVAL.")),
+    ("getpid", Status::Supported),
+    ("sendfile", Status::Partial("Copies through the sentry (up to 16 MiB per call).")),
+    ("clone", Status::Partial("Namespace flags (CLONE_NEW*) and CLONE_PIDFD return EINVAL.")),
+    ("fork", Status::Supported),
+    ("vfork", Status::Supported),
+    ("execve", Status::Partial("ELF x86-64 and #! scripts; no vDSO is mapped (AT_SYSINFO_EHDR absent).")),
+    ("exit", Status::Supported),
+    ("wait4", Status::Partial("The rusage argument is filled with zeros.")),
+    ("kill", Status::Partial("PID 1 is not protected from signals sent inside the sandbox.")),
+    ("uname", Status::Supported),
+    ("fcntl", Status::Partial("F_DUPFD(_CLOEXEC), F_GETFD/SETFD, F_GETFL/SETFL, F_GETPIPE_SZ. Record locks (F_SETLK/F_GETLK/F_OFD_*) return ENOLCK until the filesystem issue.")),
+    ("fsync", Status::Supported),
+    ("fdatasync", Status::Supported),
+    ("truncate", Status::Supported),
+    ("ftruncate", Status::Supported),
+    ("getdents", Status::Supported),
+    ("getcwd", Status::Supported),
+    ("chdir", Status::Supported),
+    ("fchdir", Status::Supported),
+    ("rename", Status::Partial("RENAME_EXCHANGE and RENAME_WHITEOUT are not supported.")),
+    ("mkdir", Status::Supported),
+    ("rmdir", Status::Supported),
+    ("creat", Status::Supported),
+    ("link", Status::Supported),
+    ("unlink", Status::Supported),
+    ("symlink", Status::Supported),
+    ("readlink", Status::Supported),
+    ("chmod", Status::Supported),
+    ("fchmod", Status::Supported),
+    ("chown", Status::Partial("Only as root inside the sandbox (EPERM otherwise).")),
+    ("fchown", Status::Partial("Only as root inside the sandbox (EPERM otherwise).")),
+    ("lchown", Status::Partial("Only as root inside the sandbox (EPERM otherwise).")),
+    ("umask", Status::Supported),
+    ("gettimeofday", Status::Supported),
+    ("getrlimit", Status::Supported),
+    ("getrusage", Status::Partial("Only CPU time (as user time, from the stub threads); other fields are zero.")),
+    ("sysinfo", Status::Partial("Uptime and process count are the sandbox's; memory totals are the host's.")),
+    ("times", Status::Partial("CPU time of the guest's threads; the sentry's own work is not charged.")),
+    ("getuid", Status::Supported),
+    ("getgid", Status::Supported),
+    ("setuid", Status::Supported),
+    ("setgid", Status::Supported),
+    ("geteuid", Status::Supported),
+    ("getegid", Status::Supported),
+    ("setpgid", Status::Supported),
+    ("getppid", Status::Supported),
+    ("getpgrp", Status::Supported),
+    ("setsid", Status::Supported),
+    ("setreuid", Status::Supported),
+    ("setregid", Status::Supported),
+    ("getgroups", Status::Supported),
+    ("setgroups", Status::Supported),
+    ("setresuid", Status::Supported),
+    ("getresuid", Status::Supported),
+    ("setresgid", Status::Supported),
+    ("getresgid", Status::Supported),
+    ("getpgid", Status::Supported),
+    ("getsid", Status::Supported),
+    ("rt_sigpending", Status::Supported),
+    ("rt_sigtimedwait", Status::Supported),
+    ("rt_sigqueueinfo", Status::Supported),
+    ("rt_sigsuspend", Status::Supported),
+    ("sigaltstack", Status::Supported),
+    ("statfs", Status::Partial("Reports our filesystem type with synthetic block counts; the root is flagged read-only.")),
+    ("fstatfs", Status::Partial("Reports our filesystem type with synthetic block counts; the root is flagged read-only.")),
+    ("getpriority", Status::Partial("Per-thread nice value is recorded, not enforced; PRIO_PGRP/PRIO_USER return ESRCH.")),
+    ("setpriority", Status::Partial("Per-thread nice value is recorded, not enforced; PRIO_PGRP/PRIO_USER return ESRCH.")),
+    ("sched_setparam", Status::Supported),
+    ("sched_getparam", Status::Supported),
+    ("sched_setscheduler", Status::Partial("SCHED_OTHER/BATCH/IDLE accepted; real-time policies return EPERM.")),
+    ("sched_getscheduler", Status::Supported),
+    ("sched_get_priority_max", Status::Supported),
+    ("sched_get_priority_min", Status::Supported),
+    ("mlock", Status::Partial("Accepted: guest memory is never swapped by the sentry.")),
+    ("munlock", Status::Partial("Accepted: guest memory is never swapped by the sentry.")),
+    ("prctl", Status::Partial("PR_SET/GET_NAME, PR_SET_PDEATHSIG (accepted, not acted on), PR_GET/SET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_KEEPCAPS, PR_CAPBSET_READ; others EINVAL.")),
+    ("arch_prctl", Status::Partial("ARCH_SET/GET_FS, ARCH_SET/GET_GS, ARCH_GET_CPUID.")),
+    ("setrlimit", Status::Supported),
+    ("sync", Status::Supported),
+    ("sethostname", Status::Supported),
+    ("gettid", Status::Supported),
+    ("setxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("lsetxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("fsetxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("getxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("lgetxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("fgetxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("listxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("llistxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("flistxattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("removexattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("lremovexattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("fremovexattr", Status::Partial("Extended attributes are not kept by our filesystems yet: returns ENOTSUP after resolving the target.")),
+    ("tkill", Status::Supported),
+    ("time", Status::Supported),
+    ("futex", Status::Partial("WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP, WAIT_BITSET, WAKE_BITSET; PI futexes return ENOSYS.")),
+    ("sched_setaffinity", Status::Partial("Accepted and validated but not enforced.")),
+    ("sched_getaffinity", Status::Supported),
+    ("epoll_create", Status::Supported),
+    ("getdents64", Status::Supported),
+    ("set_tid_address", Status::Supported),
+    ("fadvise64", Status::Supported),
+    ("clock_gettime", Status::Supported),
+    ("clock_getres", Status::Supported),
+    ("clock_nanosleep", Status::Supported),
+    ("exit_group", Status::Supported),
+    ("epoll_wait", Status::Partial("Edge-triggered entries re-report after any wake-up of their file.")),
+    ("epoll_ctl", Status::Partial("EPOLLEXCLUSIVE is accepted but every waiter is woken.")),
+    ("tgkill", Status::Supported),
+    ("waitid", Status::Supported),
+    ("openat", Status::Partial("O_TMPFILE returns EOPNOTSUPP.")),
+    ("mkdirat", Status::Supported),
+    ("fchownat", Status::Partial("Only as root inside the sandbox (EPERM otherwise).")),
+    ("newfstatat", Status::Supported),
+    ("unlinkat", Status::Supported),
+    ("renameat", Status::Partial("RENAME_EXCHANGE and RENAME_WHITEOUT are not supported.")),
+    ("linkat", Status::Supported),
+    ("symlinkat", Status::Supported),
+    ("readlinkat", Status::Supported),
+    ("fchmodat", Status::Supported),
+    ("faccessat", Status::Partial("Permission bits are checked against the caller's ids; no ACLs.")),
+    ("pselect6", Status::Supported),
+    ("ppoll", Status::Supported),
+    ("set_robust_list", Status::Partial("The list is recorded but not walked at thread exit.")),
+    ("get_robust_list", Status::Supported),
+    ("utimensat", Status::Supported),
+    ("epoll_pwait", Status::Partial("Edge-triggered entries re-report after any wake-up of their file.")),
+    ("eventfd", Status::Supported),
+    ("eventfd2", Status::Supported),
+    ("epoll_create1", Status::Supported),
+    ("dup3", Status::Supported),
+    ("pipe2", Status::Supported),
+    ("preadv", Status::Supported),
+    ("pwritev", Status::Supported),
+    ("prlimit64", Status::Supported),
+    ("getcpu", Status::Partial("Always reports CPU 0 and node 0.")),
+    ("renameat2", Status::Partial("RENAME_NOREPLACE only; RENAME_EXCHANGE and RENAME_WHITEOUT return EINVAL.")),
+    ("getrandom", Status::Supported),
+    ("execveat", Status::Partial("ELF x86-64 and #! scripts; no vDSO is mapped (AT_SYSINFO_EHDR absent).")),
+    ("statx", Status::Supported),
+    ("clone3", Status::Partial("Namespace flags, CLONE_PIDFD, set_tid and cgroup return EINVAL.")),
+    ("close_range", Status::Supported),
+    ("faccessat2", Status::Partial("Permission bits are checked against the caller's ids; no ACLs.")),
+];
+
+/// Support status of the syscall called `name`.
+pub fn status(name: &str) -> Status {
+    STATUS
+        .iter()
+        .find(|(listed, _)| *listed == name)
+        .map_or(DEFAULT_STATUS, |&(_, status)| status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn status_list_names_real_syscalls_once() {
+        let mut seen = HashSet::new();
+        for (name, _) in STATUS {
+            assert!(
+                crate::by_name(name).is_some(),
+                "STATUS lists unknown syscall {name:?}"
+            );
+            assert!(seen.insert(name), "STATUS lists {name:?} twice");
+        }
+    }
+
+    #[test]
+    fn unlisted_syscalls_are_enosys() {
+        if !STATUS.iter().any(|(name, _)| *name == "mseal") {
+            assert_eq!(status("mseal"), DEFAULT_STATUS);
+        }
+        assert_eq!(status("no_such_syscall"), DEFAULT_STATUS);
+        assert_eq!(DEFAULT_STATUS.note(), "Not implemented; returns ENOSYS.");
+    }
+
+    #[test]
+    fn labels_and_notes() {
+        assert_eq!(Status::Supported.label(), "Supported");
+        assert_eq!(Status::Supported.note(), "");
+        assert_eq!(Status::Partial("p").label(), "Partial");
+        assert_eq!(Status::Partial("p").note(), "p");
+        assert_eq!(Status::Unsupported("u").label(), "Unsupported");
+        assert_eq!(Status::Unsupported("u").note(), "u");
+    }
+}
