@@ -1,1 +1,568 @@
+//! Real programs run natively and in the sandbox (`runsc do`), compared.
+//!
+//! Each test compares the sandbox run with a native run under the same clean
+//! environment, unless the expected value differs by design (PID 1, the
+//! kernel identity), in which case the sandbox output is checked exactly.
 
+use integration_tests::*;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Basics: identity, exit codes, signals, stdin.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sh_pipeline_and_pid_1() {
+    let spec = sh("echo hi | tr a-z A-Z; echo $$");
+    let o = spec.run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    // By design the command is PID 1 in the sandbox (natively $$ differs).
+    assert_eq!(o.stdout_str(), "HI\n1\n", "sandbox output\n{o:?}");
+    let n = spec.run_native();
+    assert_code(&n, 0, "native");
+    assert!(n.stdout_str().starts_with("HI\n"), "native output\n{n:?}");
+}
+
+#[test]
+fn uname_reports_sentry_kernel() {
+    let (n, o) = run_both(&Spec::new(&["uname", "-r"]));
+    assert_code(&o, 0, "sandbox");
+    let release = o.stdout_str();
+    assert!(
+        release.contains("sentry"),
+        "sandbox uname -r should name our kernel\n{o:?}"
+    );
+    assert_ne!(release, n.stdout_str(), "sandbox shows the host's kernel");
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let o = assert_same_spec(&sh("exit 3"));
+    assert_code(&o, 3, "sh -c 'exit 3'");
+}
+
+#[test]
+fn death_by_sigkill_is_137() {
+    let o = assert_same_spec(&sh("kill -9 $$"));
+    assert_code(&o, 137, "sh -c 'kill -9 $$'");
+}
+
+#[test]
+fn death_by_sigterm_is_143() {
+    let o = assert_same_spec(&sh("kill -TERM $$"));
+    assert_code(&o, 143, "sh -c 'kill -TERM $$'");
+}
+
+#[test]
+fn stdin_is_passed() {
+    let o = assert_same_spec(&Spec::new(&["sort", "-r"]).stdin(b"a\nb\n"));
+    assert_eq!(o.stdout, b"b\na\n");
+}
+
+#[test]
+fn large_stdin_round_trip() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let o = assert_same_spec(&Spec::new(&["sha256sum"]).stdin(&data));
+    assert_code(&o, 0, "sha256sum of stdin");
+}
+
+#[test]
+fn cwd_and_env_options() {
+    let spec = Spec::new(&["/bin/sh", "-c", "pwd; echo \"$FOO\""])
+        .cwd("/usr/share")
+        .env("FOO", "bar baz");
+    let o = assert_same_spec(&spec);
+    assert_eq!(o.stdout_str(), "/usr/share\nbar baz\n");
+}
+
+#[test]
+fn environment_is_clean_and_identical() {
+    // `env` prints exactly the environment it was given. Sorted: the order
+    // of variables is not part of the contract (std's Command sorts them
+    // natively, `runsc do` keeps PATH, HOME, then the -e ones).
+    let o = assert_same_spec(&Spec::new(&["/bin/sh", "-c", "env | sort"]).env("A_VAR", "1"));
+    assert!(o.stdout_str().contains("A_VAR=1\n"), "{o:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Coreutils.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn ls_la_usr_bin_head() {
+    // Exact comparison: the sandbox serves the host root read-only, so the
+    // listing (names, modes, sizes, owners, times, link counts) must match.
+    let o = assert_same_spec(&sh("ls -la /usr/bin | head"));
+    assert_eq!(o.stdout_str().lines().count(), 10, "{o:?}");
+}
+
+#[test]
+fn cat_os_release() {
+    let o = assert_same(&["cat", "/etc/os-release"]);
+    assert!(!o.stdout.is_empty());
+}
+
+#[test]
+fn seq_sort_head() {
+    // Plain `sort -r` is lexicographic: 999, 998, ... come first.
+    let o = assert_same_spec(&sh("seq 1 1000 | sort -r | head"));
+    assert!(o.stdout_str().starts_with("999\n998\n"), "{o:?}");
+    let o = assert_same_spec(&sh("seq 1 1000 | sort -rn | head -3"));
+    assert_eq!(o.stdout_str(), "1000\n999\n998\n");
+}
+
+#[test]
+fn seq_wc() {
+    let o = assert_same_spec(&sh("seq 1 100000 | wc -l"));
+    assert_eq!(o.stdout_str().trim(), "100000");
+}
+
+#[test]
+fn sha256sum_file() {
+    assert_same(&["sha256sum", "/etc/os-release"]);
+}
+
+#[test]
+fn date_year() {
+    let o = assert_same(&["date", "+%Y"]);
+    assert_eq!(o.stdout.len(), 5, "{o:?}");
+}
+
+#[test]
+fn sleep_short() {
+    let start = Instant::now();
+    let o = run_sandbox(&["sleep", "0.1"], None);
+    assert_code(&o, 0, "sleep 0.1");
+    assert!(start.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn private_tmp_write_read() {
+    let o = run_sandbox(&["/bin/sh", "-c", "echo abc > /tmp/x && cat /tmp/x"], None);
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(o.stdout_str(), "abc\n", "{o:?}");
+
+    // The sandbox's /tmp is private: a file made there never reaches the
+    // host's /tmp.
+    let name = format!("/tmp/runsc-it-private-{}", std::process::id());
+    let _ = std::fs::remove_file(&name);
+    let o = run_sandbox(
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("echo abc > {name} && cat {name} && ls {name}"),
+        ],
+        None,
+    );
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(o.stdout_str(), format!("abc\n{name}\n"), "{o:?}");
+    assert!(
+        !std::path::Path::new(&name).exists(),
+        "{name} leaked to the host"
+    );
+}
+
+#[test]
+fn tmp_file_with_mktemp() {
+    assert_same_spec(&sh(
+        "f=$(mktemp) && echo abc > \"$f\" && cat \"$f\" && rm \"$f\" && ! test -e \"$f\" && echo gone",
+    ));
+}
+
+#[test]
+fn host_root_is_read_only() {
+    // Writing outside /tmp fails in the sandbox (the host root is served
+    // read-only). Natively we are not going to try.
+    let o = run_sandbox(
+        &[
+            "/bin/sh",
+            "-c",
+            "echo x > /etc/runsc-it-ro 2>/dev/null; echo $?",
+        ],
+        None,
+    );
+    assert_code(&o, 0, "sandbox");
+    assert_ne!(o.stdout_str().trim(), "0", "write to /etc succeeded\n{o:?}");
+    assert!(!std::path::Path::new("/etc/runsc-it-ro").exists());
+}
+
+// ---------------------------------------------------------------------------
+// Shell scripts.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sh_pipelines() {
+    let o = assert_same_spec(&sh(
+        "printf 'c\\nb\\na\\nd\\n' | sort | tr a-z A-Z | head -3 | cat -n",
+    ));
+    assert_eq!(o.stdout_str().lines().count(), 3);
+}
+
+#[test]
+fn sh_subshell_cd() {
+    let o = assert_same_spec(&sh("(cd /usr; pwd); pwd"));
+    assert_eq!(o.stdout_str(), "/usr\n/\n");
+}
+
+#[test]
+fn sh_command_substitution() {
+    let o = assert_same_spec(&sh(
+        "x=$(echo foo | tr o 0); y=`expr 2 + 3`; echo \"$x $y $(echo $(echo nested))\"",
+    ));
+    assert_eq!(o.stdout_str(), "f00 5 nested\n");
+}
+
+#[test]
+fn sh_trap_usr1() {
+    let o = assert_same_spec(&sh("trap 'echo caught' USR1; kill -USR1 $$; echo after"));
+    assert_eq!(o.stdout_str(), "caught\nafter\n");
+}
+
+#[test]
+fn sh_trap_exit() {
+    let o = assert_same_spec(&sh("trap 'echo bye' EXIT; echo main; exit 4"));
+    assert_eq!(o.stdout_str(), "main\nbye\n");
+    assert_code(&o, 4, "trap EXIT");
+}
+
+#[test]
+fn sh_background_jobs_wait() {
+    let o = assert_same_spec(&sh("(sleep 0.2; exit 6) & p=$!; \
+         sleep 0.05 & q=$!; \
+         [ \"$p\" -gt 0 ] && [ \"$p\" != \"$q\" ] && echo pids-ok; \
+         wait $p; echo \"p=$?\"; wait $q; echo \"q=$?\"; \
+         (exit 2) & (exit 3) & wait; echo all-done"));
+    assert_eq!(o.stdout_str(), "pids-ok\np=6\nq=0\nall-done\n");
+}
+
+#[test]
+fn sh_kill_background_job() {
+    let o = assert_same_spec(&sh("sleep 10 & kill $!; wait $!; echo $?"));
+    assert_eq!(o.stdout_str(), "143\n");
+}
+
+#[test]
+fn sh_many_short_children() {
+    let o = assert_same_spec(&sh(
+        "i=0; while [ $i -lt 50 ]; do i=$(expr $i + 1); done; echo $i; \
+         for j in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done; echo loop-done",
+    ));
+    assert_eq!(o.stdout_str(), "50\nloop-done\n");
+}
+
+#[test]
+fn sh_here_docs() {
+    let o = assert_same_spec(&sh("v=world\n\
+         cat <<EOF\nhello $v\n  indented $HOME\nEOF\n\
+         cat <<'EOF'\nliteral $v\nEOF\n\
+         wc -l <<EOF\n1\n2\n3\nEOF\n"));
+    assert_eq!(
+        o.stdout_str(),
+        "hello world\n  indented /root\nliteral $v\n3\n"
+    );
+}
+
+#[test]
+fn sh_read_from_pipe() {
+    let o = assert_same_spec(&sh(
+        "printf 'x y\\nz\\n' | { read a b; read c; echo \"$b-$a-$c\"; }; \
+         printf '1\\n2\\n3\\n' | while read n; do echo $((n * n)); done",
+    ));
+    assert_eq!(o.stdout_str(), "y-x-z\n1\n4\n9\n");
+}
+
+#[test]
+fn sh_set_e() {
+    let o = assert_same_spec(&sh("set -e; echo one; false; echo two"));
+    assert_eq!(o.stdout_str(), "one\n");
+    assert_code(&o, 1, "set -e");
+    let o = assert_same_spec(&sh(
+        "set -e; if false; then :; fi; false || true; ! true; echo survived",
+    ));
+    assert_eq!(o.stdout_str(), "survived\n");
+}
+
+#[test]
+fn sh_pipeline_exit_status() {
+    let o = assert_same_spec(&sh("false | true; echo $?; true | false; echo $?; \
+         ! true; echo $?; true | sh -c 'exit 5'; echo $?; true | false"));
+    assert_eq!(o.stdout_str(), "0\n1\n1\n5\n");
+    assert_code(&o, 1, "last pipeline");
+}
+
+// ---------------------------------------------------------------------------
+// Python (the system /usr/bin/python3).
+// ---------------------------------------------------------------------------
+
+#[test]
+fn py_threads_with_lock() {
+    let o = assert_same_spec(&py(r#"
+        import threading
+        n = 0
+        lock = threading.Lock()
+        def work():
+            global n
+            for _ in range(2000):
+                with lock:
+                    n += 1
+        ts = [threading.Thread(target=work) for _ in range(8)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        print(n)
+    "#));
+    assert_eq!(o.stdout_str(), "16000\n");
+}
+
+#[test]
+fn py_subprocess_run() {
+    let o = assert_same_spec(&py(r#"
+        import subprocess
+        r = subprocess.run(['echo', 'x'], capture_output=True)
+        print(r.returncode, r.stdout, r.stderr)
+        r = subprocess.run(['sh', '-c', 'exit 9'])
+        print(r.returncode)
+    "#));
+    assert_eq!(o.stdout_str(), "0 b'x\\n' b''\n9\n");
+}
+
+#[test]
+fn py_popen_communicate() {
+    let o = assert_same_spec(&py(r#"
+        import subprocess
+        p = subprocess.Popen(['tr', 'a-z', 'A-Z'], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(b'hello\n' * 5000)
+        print(len(out), out[:6], err, p.returncode)
+    "#));
+    assert_eq!(o.stdout_str(), "30000 b'HELLO\\n' b'' 0\n");
+}
+
+#[test]
+fn py_fork_waitpid() {
+    let o = assert_same_spec(&py(r#"
+        import os, sys
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(5)
+        got, st = os.waitpid(pid, 0)
+        print(got == pid, os.WIFEXITED(st), os.WEXITSTATUS(st))
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), 9)
+            os._exit(0)
+        got, st = os.waitpid(pid, 0)
+        print(os.WIFSIGNALED(st), os.WTERMSIG(st))
+    "#));
+    assert_eq!(o.stdout_str(), "True True 5\nTrue 9\n");
+}
+
+#[test]
+fn py_sigalrm_alarm() {
+    let o = assert_same_spec(&py(r#"
+        import signal, time
+        hit = []
+        signal.signal(signal.SIGALRM, lambda s, f: hit.append(s))
+        t0 = time.monotonic()
+        signal.alarm(1)
+        while not hit and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        dt = time.monotonic() - t0
+        print(hit == [signal.SIGALRM], 0.9 < dt < 5)
+    "#));
+    assert_eq!(o.stdout_str(), "True True\n");
+}
+
+#[test]
+fn py_setitimer() {
+    let o = assert_same_spec(&py(r#"
+        import signal, time
+        hits = []
+        signal.signal(signal.SIGALRM, lambda s, f: hits.append(s))
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.02)
+        t0 = time.monotonic()
+        while len(hits) < 3 and time.monotonic() - t0 < 10:
+            signal.pause()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        print(len(hits) >= 3, signal.getitimer(signal.ITIMER_REAL))
+    "#));
+    assert_eq!(o.stdout_str(), "True (0.0, 0.0)\n");
+}
+
+#[test]
+fn py_pthread_kill() {
+    let o = assert_same_spec(&py(r#"
+        import signal, threading, time
+        got = []
+        signal.signal(signal.SIGUSR2, lambda s, f: got.append(threading.current_thread().name))
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR2)
+        time.sleep(0.01)
+        # From another thread, aimed at the main thread.
+        t = threading.Thread(target=lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR2))
+        t.start(); t.join()
+        t0 = time.monotonic()
+        while len(got) < 2 and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        print(got)
+    "#));
+    assert_eq!(o.stdout_str(), "['MainThread', 'MainThread']\n");
+}
+
+#[test]
+fn py_kill_self_usr1() {
+    let o = assert_same_spec(&py(r#"
+        import os, signal
+        got = []
+        signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        print(got == [signal.SIGUSR1])
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        print('ignored')
+    "#));
+    assert_eq!(o.stdout_str(), "True\nignored\n");
+}
+
+#[test]
+fn py_time_sleep() {
+    let o = assert_same_spec(&py(r#"
+        import time
+        t0 = time.monotonic(); w0 = time.time()
+        time.sleep(0.05)
+        dt = time.monotonic() - t0
+        print(0.05 <= dt < 2, abs((time.time() - w0) - dt) < 0.5)
+    "#));
+    assert_eq!(o.stdout_str(), "True True\n");
+}
+
+#[test]
+fn py_event_with_timeout() {
+    let o = assert_same_spec(&py(r#"
+        import threading, time
+        e = threading.Event()
+        t0 = time.monotonic()
+        r1 = e.wait(0.1)
+        dt = time.monotonic() - t0
+        threading.Timer(0.05, e.set).start()
+        r2 = e.wait(10)
+        print(r1, 0.09 < dt < 2, r2)
+    "#));
+    assert_eq!(o.stdout_str(), "False True True\n");
+}
+
+#[test]
+fn py_thread_pool_map() {
+    let o = assert_same_spec(&py(r#"
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=4) as ex:
+            print(sum(ex.map(lambda x: x * x, range(100))))
+    "#));
+    assert_eq!(o.stdout_str(), "328350\n");
+}
+
+#[test]
+fn py_pipe_select_poll_epoll() {
+    let o = assert_same_spec(&py(r#"
+        import os, select, threading, time
+        r, w = os.pipe()
+        print(select.select([r], [], [], 0.05))
+        print(select.select([r], [w], [], 0)[1] == [w])
+        threading.Timer(0.05, lambda: os.write(w, b'ping')).start()
+        rl, _, _ = select.select([r], [], [], 10)
+        print(rl == [r], os.read(r, 100))
+        p = select.poll()
+        p.register(r, select.POLLIN)
+        print(p.poll(50))
+        os.write(w, b'pong')
+        print(p.poll(1000) == [(r, select.POLLIN)], os.read(r, 100))
+        ep = select.epoll()
+        ep.register(r, select.EPOLLIN)
+        print(ep.poll(0.05))
+        threading.Timer(0.05, lambda: os.write(w, b'x')).start()
+        print(ep.poll(10) == [(r, select.EPOLLIN)], os.read(r, 1))
+        os.close(w)
+        print(ep.poll(1) == [(r, select.EPOLLHUP)], os.read(r, 1))
+        ep.close()
+    "#));
+    assert_eq!(
+        o.stdout_str(),
+        "([], [], [])\nTrue\nTrue b'ping'\n[]\nTrue b'pong'\n[]\nTrue b'x'\nTrue b''\n"
+    );
+}
+
+#[test]
+fn py_json_hashlib() {
+    assert_same_spec(&py(r#"
+        import json, hashlib
+        d = {'k%d' % i: [i, str(i) * 3, {'x': i / 7}] for i in range(500)}
+        s = json.dumps(d, sort_keys=True)
+        print(len(s), hashlib.sha256(s.encode()).hexdigest())
+        print(json.loads(s)['k42'], hashlib.md5(b'abc').hexdigest())
+    "#));
+}
+
+#[test]
+fn py_sys_exit_code() {
+    let o = assert_same_spec(&py(r#"
+        import sys
+        try:
+            raise ValueError('boom')
+        except ValueError as e:
+            print('handled', e)
+        sys.exit(7)
+    "#));
+    assert_code(&o, 7, "sys.exit(7)");
+    assert_eq!(o.stdout_str(), "handled boom\n");
+}
+
+#[test]
+fn py_uncaught_exception() {
+    let (n, o) = run_both(&py("print('before', flush=True)\n1/0\n"));
+    assert_code(&n, 1, "native");
+    assert_code(&o, 1, "sandbox");
+    assert_eq!(o.stdout, n.stdout);
+    let err = o.stderr_str();
+    assert!(
+        err.contains("Traceback (most recent call last)") && err.contains("ZeroDivisionError"),
+        "no traceback on the sandbox's stderr\n{o:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Faults and unsupported system calls.
+// ---------------------------------------------------------------------------
+
+const SEGV: &str = "import ctypes; ctypes.string_at(0)";
+
+#[test]
+fn guest_segfault_is_sigsegv() {
+    let (n, o) = run_both(&Spec::new(&["/usr/bin/python3", "-c", SEGV]));
+    assert_code(&n, 139, "native");
+    assert_code(&o, 139, "sandbox");
+    assert_eq!(o.stdout, n.stdout);
+}
+
+#[test]
+fn sentry_survives_guest_segfault() {
+    let o = assert_same_spec(&sh(&format!(
+        "/usr/bin/python3 -c '{SEGV}'; echo \"status $?\"; echo still-here"
+    )));
+    assert_eq!(o.stdout_str(), "status 139\nstill-here\n");
+    assert_code(&o, 0, "sh");
+    // The shell reports the death on stderr, as it does natively.
+    assert!(
+        o.stderr_str().contains("Segmentation fault"),
+        "no report of the fault on stderr\n{o:?}"
+    );
+}
+
+#[test]
+fn unknown_syscall_is_enosys() {
+    let o = assert_same_spec(&py(r#"
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        r = libc.syscall(999)
+        print(r, ctypes.get_errno())
+    "#));
+    assert_eq!(o.stdout_str(), "-1 38\n");
+}

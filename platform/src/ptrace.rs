@@ -124,8 +124,6 @@ fn reserve_stub_page() -> Result<u64> {
     Err(PlatformError::Other("no room for the stub page".into()))
 }
 
-/// Forks a stub from the factory thread. The child only jumps into the stub's
-/// pause loop; its tracer finishes the set-up by injection.
 extern "C" {
     /// glibc (2.35+): where this thread's rseq area sits relative to the
     /// thread pointer, and its size (0 when rseq is not registered).
@@ -142,6 +140,8 @@ struct Forked {
     rseq: (u64, u32),
 }
 
+/// Forks a stub from the factory thread. The child only jumps into the stub's
+/// pause loop; its tracer finishes the set-up by injection.
 fn fork_stub(stub_addr: u64) -> std::result::Result<Forked, Errno> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };

@@ -84,10 +84,26 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
         Command::Gofer(g) => {
+            raise_nofile();
             gofer::run(&g.root, g.fd, !g.rw)?;
             Ok(0)
         }
         Command::Do(d) => run_do(d, cli.strace),
+    }
+}
+
+/// The gofer holds one host fd per walked file: let it use all it may.
+fn raise_nofile() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit with a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
     }
 }
 

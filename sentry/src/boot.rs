@@ -40,6 +40,10 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     let vfs = Arc::new(Vfs::new(root));
     vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777));
     vfs.mount(b"/dev", fs::dev::new_devfs());
+    // Until our procfs and sysfs exist, the host's must not show through
+    // the gofer: the guest sees empty, read-only directories there.
+    vfs.mount(b"/proc", fs::tmpfs::new_tmpfs(0o555));
+    vfs.mount(b"/sys", fs::tmpfs::new_tmpfs(0o555));
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
 
     let fsctx = {

@@ -235,15 +235,22 @@ pub fn dispatch(t: &mut CurrentTask) {
         });
         eprintln!("[{:>5}] {call}", t.tid);
     }
-    let r = match handler(nr) {
-        Some(h) => h(t, &args),
-        None => {
-            let mut seen = UNKNOWN_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get_or_insert_with(HashSet::new).insert(nr) {
-                let name = syscalls_table::by_nr(nr).map(|s| s.name).unwrap_or("?");
-                tracing::info!("unsupported syscall {nr} ({name}): ENOSYS");
+    // `int 0x80` (the 32-bit ABI) stops us the same way with i386 numbers:
+    // it is not supported, and must not be served as a 64-bit call.
+    let mut insn = [0u8; 2];
+    let r = if t.mm.copy_in(t.regs.rip.wrapping_sub(2), &mut insn).is_ok() && insn == [0xcd, 0x80] {
+        Err(Errno::ENOSYS)
+    } else {
+        match handler(nr) {
+            Some(h) => h(t, &args),
+            None => {
+                let mut seen = UNKNOWN_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.get_or_insert_with(HashSet::new).insert(nr) {
+                    let name = syscalls_table::by_nr(nr).map(|s| s.name).unwrap_or("?");
+                    tracing::info!("unsupported syscall {nr} ({name}): ENOSYS");
+                }
+                Err(Errno::ENOSYS)
             }
-            Err(Errno::ENOSYS)
         }
     };
     match r {

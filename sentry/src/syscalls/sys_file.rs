@@ -248,8 +248,8 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
     if st.is_dir() && (acc != o(libc::O_RDONLY) || flags & o(libc::O_CREAT) != 0) {
         return Err(Errno::EISDIR);
     }
-    if flags & o(libc::O_TRUNC) != 0 && acc != o(libc::O_RDONLY) && st.file_type() == libc::S_IFREG
-    {
+    // Linux truncates even for O_RDONLY|O_TRUNC (the open needs write access).
+    if flags & o(libc::O_TRUNC) != 0 && st.file_type() == libc::S_IFREG {
         dentry.inode.truncate(0)?;
     }
     let ops = dentry.inode.clone().open(flags)?;
@@ -361,14 +361,13 @@ pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             f.set_status_flags(a[2] as u32);
             Ok(0)
         }
-        libc::F_GETPIPE_SZ => {
-            if f.ops.as_any().is::<fs::pipe::PipeReader>()
-                || f.ops.as_any().is::<fs::pipe::PipeWriter>()
-            {
-                Ok(fs::pipe::DEFAULT_PIPE_SIZE as u64)
-            } else {
-                Err(Errno::EBADF)
-            }
+        libc::F_GETPIPE_SZ => fs::pipe::pipe_of(&*f.ops)
+            .map(|p| p.capacity() as u64)
+            .ok_or(Errno::EBADF),
+        libc::F_SETPIPE_SZ => {
+            let p = fs::pipe::pipe_of(&*f.ops).ok_or(Errno::EBADF)?;
+            p.set_capacity(a[2], t.creds().privileged())
+                .map(|n| n as u64)
         }
         // Record locks are not implemented yet (filesystem issue): say so
         // with the errno Linux uses when no locks are available.
