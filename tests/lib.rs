@@ -54,6 +54,11 @@ pub struct Spec {
     /// Working directory; `None` means "/" (the sandbox's default).
     pub cwd: Option<String>,
     pub timeout: Duration,
+    /// Extra `runsc` flags before `do` (sandbox runs only), e.g. `--strace`.
+    pub runsc_flags: Vec<String>,
+    /// Extra environment for the `runsc` process itself (sandbox runs only),
+    /// e.g. `RUNSC_LOG`.
+    pub runsc_env: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -64,6 +69,8 @@ impl Spec {
             env: Vec::new(),
             cwd: None,
             timeout: DEFAULT_TIMEOUT,
+            runsc_flags: Vec::new(),
+            runsc_env: Vec::new(),
         }
     }
     pub fn stdin(mut self, data: &[u8]) -> Spec {
@@ -80,6 +87,14 @@ impl Spec {
     }
     pub fn timeout(mut self, t: Duration) -> Spec {
         self.timeout = t;
+        self
+    }
+    pub fn runsc_flag(mut self, flag: &str) -> Spec {
+        self.runsc_flags.push(flag.to_string());
+        self
+    }
+    pub fn runsc_env(mut self, k: &str, v: &str) -> Spec {
+        self.runsc_env.push((k.to_string(), v.to_string()));
         self
     }
 
@@ -101,7 +116,7 @@ impl Spec {
     /// Runs the command with `runsc do`.
     pub fn run_sandbox(&self) -> Outcome {
         let mut cmd = Command::new(runsc_bin());
-        cmd.arg("do");
+        cmd.args(&self.runsc_flags).arg("do");
         if let Some(cwd) = &self.cwd {
             cmd.args(["--cwd", cwd]);
         }
@@ -112,6 +127,9 @@ impl Spec {
         // `runsc do` passes the host's TERM through; the native run has a
         // clean environment without it, so keep them identical.
         cmd.env_remove("TERM");
+        for (k, v) in &self.runsc_env {
+            cmd.env(k, v);
+        }
         run_with_timeout(cmd, self.stdin.as_deref(), self.timeout, "sandbox")
     }
 }
@@ -192,6 +210,25 @@ pub fn assert_code(o: &Outcome, code: i32, what: &str) {
     assert_eq!(o.code, code, "{what}: unexpected exit code\n{o:?}");
 }
 
+/// `s` without ANSI colour escapes (`ESC [ ... letter`), for matching logs.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\x1b' && it.peek() == Some(&'[') {
+            it.next();
+            for c in it.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The workspace root: the parent of this crate's directory.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -200,35 +237,52 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `runsc` binary: `$RUNSC_BIN`, else `<workspace>/target/release/runsc`,
-/// built (once per test process) if missing.
+/// The `runsc` binary: `$RUNSC_BIN`, else `<workspace>/target/release/runsc`
+/// (or under `$CARGO_TARGET_DIR`), built with `cargo build --release -p
+/// runsc-cli` if missing. Found (or built) once per test process: parallel
+/// tests wait for the one build, and a failure is not retried.
 pub fn runsc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("RUNSC_BIN") {
-            let p = PathBuf::from(p);
-            assert!(p.exists(), "RUNSC_BIN={} does not exist", p.display());
-            return p;
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(find_or_build_runsc) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn find_or_build_runsc() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("RUNSC_BIN") {
+        let p = PathBuf::from(p);
+        if !p.exists() {
+            return Err(format!("RUNSC_BIN={} does not exist", p.display()));
         }
-        let root = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(|t| if t.is_absolute() { t } else { root.join(t) })
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target.join("release").join("runsc");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            eprintln!("building runsc: cargo build --release -p runsc-cli");
-            let st = Command::new(cargo)
-                .args(["build", "--release", "-p", "runsc-cli"])
-                .current_dir(&root)
-                .status()
-                .expect("running cargo build for runsc");
-            assert!(st.success(), "cargo build --release -p runsc-cli failed");
-            assert!(bin.exists(), "{} missing after the build", bin.display());
-        }
-        bin
-    })
+        return Ok(p);
+    }
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("runsc");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "{} missing: running cargo build --release -p runsc-cli",
+        bin.display()
+    );
+    let st = Command::new(cargo)
+        .args(["build", "--release", "-p", "runsc-cli"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("running cargo build for runsc: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo build --release -p runsc-cli failed: {st}"));
+    }
+    if !bin.exists() {
+        return Err(format!("{} missing after the build", bin.display()));
+    }
+    Ok(bin)
 }
 
 fn reader<R: Read + Send + 'static>(
@@ -341,5 +395,47 @@ fn run_with_timeout(
         stdout,
         stderr,
         code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_exit_codes() {
+        assert_eq!(sh("exit 3").run_native().code, 3);
+        assert_eq!(sh("kill -9 $$").run_native().code, 137);
+        let o = Spec::new(&["cat"]).stdin(b"xyz").run_native();
+        assert_eq!((o.code, o.stdout.as_slice()), (0, &b"xyz"[..]));
+    }
+
+    #[test]
+    #[should_panic(expected = "TIMED OUT")]
+    fn timeout_kills_and_fails() {
+        sh("sleep 30")
+            .timeout(Duration::from_millis(300))
+            .run_native();
+    }
+
+    #[test]
+    #[should_panic(expected = "output pipes stayed open")]
+    fn timeout_covers_leftover_background_jobs() {
+        sh("sleep 30 & echo started")
+            .timeout(Duration::from_millis(300))
+            .run_native();
+    }
+
+    #[test]
+    fn strip_ansi_removes_colours() {
+        assert_eq!(
+            strip_ansi("\x1b[3msig\x1b[0m\x1b[2m=\x1b[0m11 x"),
+            "sig=11 x"
+        );
+    }
+
+    #[test]
+    fn dedent_strips_common_indent() {
+        assert_eq!(dedent("\n    a\n      b\n    c\n  "), "\na\n  b\nc\n\n");
     }
 }

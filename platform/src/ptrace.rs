@@ -241,6 +241,8 @@ struct StubContext {
     base: Regs,
     /// An interrupt consumed while injecting, reported at the next switch.
     pending_interrupt: bool,
+    /// The CPU the stub thread is pinned to (-1: not yet).
+    stub_cpu: i32,
 }
 
 fn ptrace(req: libc::c_uint, tid: i32, addr: u64, data: u64) -> std::result::Result<i64, Errno> {
@@ -333,6 +335,7 @@ impl StubContext {
             // SAFETY: user_regs_struct is plain integers; zero is a valid value.
             base: unsafe { std::mem::zeroed() },
             pending_interrupt: false,
+            stub_cpu: -1,
         };
         ctx.base = ctx.get_regs()?;
         Ok(ctx)
@@ -479,6 +482,25 @@ impl StubContext {
         }
     }
 
+    /// Keeps the stub thread on the CPU its tracer runs on: a ptrace stop
+    /// and resume between CPUs costs a cross-CPU wake-up each way (several
+    /// times slower than on one CPU). The tracer itself stays free to move;
+    /// the stub follows it.
+    fn follow_cpu(&mut self) {
+        // SAFETY: sched_getcpu has no preconditions.
+        let cpu = unsafe { libc::sched_getcpu() };
+        if cpu < 0 || cpu == self.stub_cpu {
+            return;
+        }
+        // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::sched_setaffinity(self.tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+        self.stub_cpu = cpu;
+    }
+
     fn inject(&mut self, nr: i64, a: [u64; 6]) -> Result<i64> {
         self.inject_at(INJECT_OFF, nr, a)
     }
@@ -498,6 +520,7 @@ impl Context for StubContext {
             self.pending_interrupt = false;
             return Ok(Event::Interrupted);
         }
+        self.follow_cpu();
         self.set_regs(regs)?;
         ptrace(PTRACE_SYSEMU, self.tid, 0, 0)
             .map_err(|e| PlatformError::host("PTRACE_SYSEMU", e))?;

@@ -40,6 +40,11 @@ pub const HOST_SYSCALLS: &[(&str, &str)] = &[
     ("recvmsg", "gofer replies with donated fds"),
     ("sysinfo", "sysinfo(2) memory totals"),
     ("sched_yield", "sched_yield(2)"),
+    (
+        "sched_setaffinity",
+        "keeping each stub thread on its tracer's CPU",
+    ),
+    ("getcpu", "which CPU the tracer runs on (vDSO)"),
     ("rt_sigprocmask", "the signal-forwarding thread"),
     ("rt_sigtimedwait", "the signal-forwarding thread"),
     ("exit", "sentry threads ending"),
