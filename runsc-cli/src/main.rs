@@ -75,7 +75,10 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("runsc: {e:#}");
-            125
+            // The command itself could not run: 127/126 like a shell;
+            // anything else is the runtime's own failure.
+            e.downcast_ref::<sentry::boot::ExecFailure>()
+                .map_or(125, |f| f.code)
         }
     };
     std::process::exit(code);

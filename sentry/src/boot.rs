@@ -24,6 +24,15 @@ pub struct BootConfig {
     pub gofer: OwnedFd,
 }
 
+/// Why the sandbox could not start its command, with the exit code a shell
+/// would give (127: not found, 126: found but not executable).
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct ExecFailure {
+    pub msg: String,
+    pub code: i32,
+}
+
 /// Runs the sandbox until PID 1 exits; returns the shell-style exit code
 /// (status, or 128+signal).
 pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
@@ -125,7 +134,7 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     let path = resolve_command(&task, &cfg.argv[0], &cfg.env)?;
     let argv: Vec<Vec<u8>> = cfg.argv.iter().map(|s| s.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = cfg.env.iter().map(|s| s.as_bytes().to_vec()).collect();
-    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), (String, i32)>>();
     let t2 = task.clone();
     std::thread::Builder::new()
         .name("task-1".into())
@@ -138,13 +147,14 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
                     CurrentTask::new(t2, img.ctx, initial_regs(img.entry, img.sp)).run();
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(describe_exec_error(e, &path)));
+                    let code = if e == Errno::ENOENT { 127 } else { 126 };
+                    let _ = tx.send(Err((describe_exec_error(e, &path), code)));
                 }
             },
         )?;
     match rx.recv() {
         Ok(Ok(())) => {}
-        Ok(Err(msg)) => bail!("{msg}"),
+        Ok(Err((msg, code))) => return Err(ExecFailure { msg, code }.into()),
         Err(_) => bail!("init task died while loading"),
     }
     forward_host_signals(kernel.clone());
@@ -181,7 +191,11 @@ fn resolve_command(task: &Arc<Task>, cmd: &str, env: &[String]) -> anyhow::Resul
             }
         }
     }
-    bail!("{cmd}: command not found in the sandbox's PATH")
+    Err(ExecFailure {
+        msg: format!("{cmd}: command not found in the sandbox's PATH"),
+        code: 127,
+    }
+    .into())
 }
 
 const FORWARDED: [i32; 6] = [

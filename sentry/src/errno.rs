@@ -100,7 +100,8 @@ impl fmt::Debug for Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        let s = syscalls_table::format_result(-(self.0 as i64));
+        write!(f, "{}", s.trim_start_matches("-1 "))
     }
 }
 

@@ -20,7 +20,18 @@ pub fn clone(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         tls: a[4],
         exit_signal: (a[0] & 0xff) as i32,
     };
+    check_tls(t, &args)?;
     t.do_clone(args).map(|x| x as u64)
+}
+
+/// A TLS base outside the user address space is refused, as arch_prctl does.
+fn check_tls(t: &CurrentTask, a: &CloneArgs) -> KResult<()> {
+    if a.flags & crate::kernel::clone::CLONE_SETTLS != 0
+        && a.tls >= t.kernel.platform.max_user_address()
+    {
+        return Err(Errno::EPERM);
+    }
+    Ok(())
 }
 
 pub fn clone3(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
@@ -51,6 +62,7 @@ pub fn clone3(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         tls: u(7),
         exit_signal: u(4) as i32,
     };
+    check_tls(t, &args)?;
     t.do_clone(args).map(|x| x as u64)
 }
 
