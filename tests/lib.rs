@@ -56,6 +56,7 @@ pub struct Spec {
     pub timeout: Duration,
     /// Extra `runsc` flags before `do` (sandbox runs only), e.g. `--strace`.
     pub runsc_flags: Vec<String>,
+    pub do_flags: Vec<String>,
     /// Extra environment for the `runsc` process itself (sandbox runs only),
     /// e.g. `RUNSC_LOG`.
     pub runsc_env: Vec<(String, String)>,
@@ -70,6 +71,7 @@ impl Spec {
             cwd: None,
             timeout: DEFAULT_TIMEOUT,
             runsc_flags: Vec::new(),
+            do_flags: Vec::new(),
             runsc_env: Vec::new(),
         }
     }
@@ -91,6 +93,11 @@ impl Spec {
     }
     pub fn runsc_flag(mut self, flag: &str) -> Spec {
         self.runsc_flags.push(flag.to_string());
+        self
+    }
+    /// A flag of `runsc do` itself (after `do`, e.g. `--overlay=false`).
+    pub fn do_flag(mut self, flag: &str) -> Spec {
+        self.do_flags.push(flag.to_string());
         self
     }
     pub fn runsc_env(mut self, k: &str, v: &str) -> Spec {
@@ -116,7 +123,7 @@ impl Spec {
     /// Runs the command with `runsc do`.
     pub fn run_sandbox(&self) -> Outcome {
         let mut cmd = Command::new(runsc_bin());
-        cmd.args(&self.runsc_flags).arg("do");
+        cmd.args(&self.runsc_flags).arg("do").args(&self.do_flags);
         if let Some(cwd) = &self.cwd {
             cmd.args(["--cwd", cwd]);
         }

@@ -170,20 +170,54 @@ fn tmp_file_with_mktemp() {
 }
 
 #[test]
-fn host_root_is_read_only() {
-    // Writing outside /tmp fails in the sandbox (the host root is served
-    // read-only). Natively we are not going to try.
-    let o = run_sandbox(
-        &[
-            "/bin/sh",
-            "-c",
-            "echo x > /etc/runsc-it-ro 2>/dev/null; echo $?",
-        ],
-        None,
-    );
+fn overlay_root_is_writable_but_image_untouched() {
+    // By default the root is an overlay: the guest may write anywhere, and
+    // the host's files never change.
+    let marker = format!("/etc/runsc-it-ov-{}", std::process::id());
+    let o = sh(&format!(
+        "echo x > {marker} && cat {marker} && echo changed >> /etc/hostname && rm /etc/os-release && \
+         ! test -e /etc/os-release && mkdir -p /usr/runsc-it/a && echo ok"
+    ))
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(o.stdout_str(), "x\nok\n", "{o:?}");
+    assert!(!std::path::Path::new(&marker).exists());
+    assert!(std::path::Path::new("/etc/os-release").exists());
+    assert!(!std::path::Path::new("/usr/runsc-it").exists());
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    assert!(!host.contains("changed"));
+}
+
+#[test]
+fn root_read_only_without_overlay() {
+    // `--overlay=false`: the image root is served read-only.
+    let o = sh("echo x > /etc/runsc-it-ro 2>/dev/null; echo $?")
+        .do_flag("--overlay=false")
+        .run_sandbox();
     assert_code(&o, 0, "sandbox");
     assert_ne!(o.stdout_str().trim(), "0", "write to /etc succeeded\n{o:?}");
     assert!(!std::path::Path::new("/etc/runsc-it-ro").exists());
+}
+
+#[test]
+fn overlay_file_tree_operations() {
+    // cp -a, mv, rm -rf, mkdir -p, ln -s, find, tar c|tar x, chmod, touch -d
+    // on the overlay root, compared with the same script natively in a
+    // scratch copy.
+    let script = "set -e; d=$1; mkdir -p $d/a/b/c; echo one > $d/a/f1; ln -s f1 $d/a/l1; \
+        cp -a /etc/default $d/def; mv $d/a/f1 $d/a/b/f2; chmod 600 $d/a/b/f2; \
+        touch -d 2020-01-02 $d/a/b/f2; (cd $d && tar cf - a | (mkdir t && cd t && tar xf -)); \
+        rm -rf $d/def; find $d | sort | sed \"s|^$d||\"; stat -c '%a %Y %s' $d/a/b/f2 $d/t/a/b/f2; \
+        readlink $d/a/l1; cat $d/t/a/b/f2";
+    let scratch = format!("/tmp/runsc-it-tree-{}", std::process::id());
+    let native = Spec::new(&["/bin/sh", "-c", script, "sh", &scratch]).run_native();
+    let _ = std::fs::remove_dir_all(&scratch);
+    // In the sandbox, do it under /usr (overlay on the read-only image).
+    let sandboxed = Spec::new(&["/bin/sh", "-c", script, "sh", "/usr/runsc-it-tree"]).run_sandbox();
+    assert_code(&native, 0, "native");
+    assert_code(&sandboxed, 0, "sandbox");
+    assert_eq!(native.stdout_str(), sandboxed.stdout_str());
+    assert!(!std::path::Path::new("/usr/runsc-it-tree").exists());
 }
 
 // ---------------------------------------------------------------------------

@@ -37,6 +37,14 @@ enum Command {
 
 #[derive(Args)]
 struct DoArgs {
+    /// Directory to use as the image's root filesystem (default: the
+    /// host's root, with a private /tmp).
+    #[arg(long = "root", id = "image_root", value_name = "DIR")]
+    image_root: Option<PathBuf>,
+    /// Overlay a memory layer on the root so writes never reach the image
+    /// (`--overlay=false` makes the root read-only instead).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    overlay: bool,
     /// Working directory inside the sandbox.
     #[arg(long, default_value = "/")]
     cwd: String,
@@ -137,8 +145,21 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
     let (ours, theirs) = gofer::socketpair().context("creating the gofer socket")?;
     let exe = std::env::current_exe().context("finding our own executable")?;
     let child_fd = theirs.as_raw_fd();
+    let root = match &d.image_root {
+        Some(r) => {
+            let meta = std::fs::metadata(r).with_context(|| format!("--root {}", r.display()))?;
+            if !meta.is_dir() {
+                bail!("--root {}: not a directory", r.display());
+            }
+            std::fs::canonicalize(r).with_context(|| format!("--root {}", r.display()))?
+        }
+        None => PathBuf::from("/"),
+    };
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["gofer", "--root", "/", "--fd", "3"]);
+    cmd.arg("gofer")
+        .arg("--root")
+        .arg(&root)
+        .args(["--fd", "3"]);
     // SAFETY: between fork and exec we only call async-signal-safe dup2 and
     // prctl on fds and values we own.
     unsafe {
@@ -159,5 +180,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         cwd: d.cwd,
         strace,
         gofer: ours,
+        overlay: d.overlay,
+        private_tmp: d.image_root.is_none(),
     })
 }

@@ -22,6 +22,12 @@ pub struct BootConfig {
     pub strace: bool,
     /// A connected socket to the gofer serving the root filesystem.
     pub gofer: OwnedFd,
+    /// Put a memory overlay over the (read-only) image root, so the guest
+    /// may change its root while the image stays untouched.
+    pub overlay: bool,
+    /// The image is the host's own root: give the guest a private /tmp
+    /// instead of the host's.
+    pub private_tmp: bool,
 }
 
 /// Why the sandbox could not start its command, with the exit code a shell
@@ -44,10 +50,17 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     let platform =
         platform::ptrace::PtracePlatform::new(mf.fd()).context("starting the ptrace platform")?;
     let client = Arc::new(gofer::Client::new(cfg.gofer));
-    let root = fs::gofer::new_goferfs(client)
+    let image = fs::gofer::new_goferfs(client)
         .map_err(|e| anyhow::anyhow!("attaching to the gofer: {e}"))?;
+    let root = if cfg.overlay {
+        fs::overlay::new_overlay(image, fs::tmpfs::new_tmpfs(0o755))
+    } else {
+        image
+    };
     let vfs = Arc::new(Vfs::new(root));
-    vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777));
+    if cfg.private_tmp {
+        vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777));
+    }
     vfs.mount(b"/dev", fs::dev::new_devfs());
     // Until our procfs and sysfs exist, the host's must not show through
     // the gofer: the guest sees empty, read-only directories there.

@@ -317,8 +317,20 @@ pub fn initial_regs(entry: u64, sp: u64) -> Regs {
     r
 }
 
+thread_local! {
+    /// The task this host thread runs (each task has its own host thread).
+    static CURRENT: std::cell::RefCell<Option<Arc<Task>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The task running on the calling host thread, for code that serves a
+/// system call without being handed the task (e.g. procfs's /proc/self).
+pub fn current() -> Option<Arc<Task>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 impl CurrentTask {
     pub fn new(task: Arc<Task>, ctx: Box<dyn Context>, regs: Regs) -> CurrentTask {
+        CURRENT.with(|c| *c.borrow_mut() = Some(task.clone()));
         task.set_interrupter(Some(ctx.interrupter()));
         let ir = ctx.interrupter();
         task.host_tid.store(ir.host_tid(), Ordering::Relaxed);

@@ -496,9 +496,19 @@ fn dir_listing(f: &File) -> KResult<Vec<crate::vfs::DirEntry>> {
 
 fn do_getdents(t: &CurrentTask, a: &Args, old: bool) -> KResult<u64> {
     let f = get_file(t, a[0])?;
-    let entries = dir_listing(&f)?;
     let cap = a[2] as usize;
     let mut pos = lock(&f.pos);
+    let entries = {
+        let mut snap = lock(&f.dir_snapshot);
+        match snap.as_ref() {
+            Some(e) if *pos != 0 => e.clone(),
+            _ => {
+                let e = Arc::new(dir_listing(&f)?);
+                *snap = Some(e.clone());
+                e
+            }
+        }
+    };
     let mut out = Vec::new();
     let mut i = *pos as usize;
     while i < entries.len() {

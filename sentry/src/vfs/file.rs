@@ -67,6 +67,9 @@ pub struct File {
     flags: AtomicU32,
     pub pos: Mutex<u64>,
     pub dentry: Option<Arc<Dentry>>,
+    /// The directory listing getdents walks, taken when reading starts at
+    /// offset 0, so entries removed or added meanwhile never shift it.
+    pub dir_snapshot: Mutex<Option<Arc<Vec<DirEntry>>>>,
 }
 
 impl File {
@@ -83,6 +86,7 @@ impl File {
             ),
             pos: Mutex::new(0),
             dentry,
+            dir_snapshot: Mutex::new(None),
         })
     }
 
