@@ -13,9 +13,10 @@ use nix::errno::Errno;
 use tracing::warn;
 
 use crate::protocol::{
-    decode_response, encode_request, validate_name, Op, ProtoError, Reply, Request, MAX_MESSAGE,
+    decode_response, encode_request, validate_name, validate_symlink_target, validate_xattr_name,
+    Op, ProtoError, Reply, Request, MAX_MESSAGE, MAX_XATTR_VALUE,
 };
-pub use crate::protocol::{DirEntry, Fid, Stat, Statfs};
+pub use crate::protocol::{DirEntry, Fid, SetAttr, Stat, Statfs};
 use crate::transport::{recv_msg, send_msg};
 
 /// Replies with a stale tag (left over from an interrupted exchange) that
@@ -110,11 +111,11 @@ impl Client {
                 ));
             }
             let reply = resp.result?;
-            let fd = if op == Op::Open {
+            let fd = if op == Op::Open || op == Op::Create {
                 if fds.len() != 1 {
                     return Err(broken(
                         "bad reply",
-                        format!("open reply with {} fds", fds.len()),
+                        format!("{op:?} reply with {} fds", fds.len()),
                     ));
                 }
                 fds.pop()
@@ -232,6 +233,243 @@ impl Client {
     pub fn clunk(&self, fid: Fid) -> Result<(), Errno> {
         match self.call(&Request::Clunk { fid })?.0 {
             Reply::Clunk => Ok(()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Creates regular file `name` in directory `dir` (`EEXIST` if the name
+    /// exists, even as a dangling symlink) with permission bits
+    /// `mode & 0o7777` exactly (apply your umask first) and owner
+    /// `uid`/`gid` (if the gofer runs as root). Returns its fid, its
+    /// attributes and an fd opened with `flags` (an access mode plus
+    /// read-class flags, as for [`Client::open`]; `O_CREAT`, `O_EXCL` and
+    /// `O_TRUNC` are implied or ignored).
+    pub fn create(
+        &self,
+        dir: Fid,
+        name: &[u8],
+        flags: i32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Fid, Stat, OwnedFd), Errno> {
+        validate_name(name)?;
+        let req = Request::Create {
+            dir,
+            name: name.to_vec(),
+            flags,
+            mode,
+            uid,
+            gid,
+        };
+        match self.call(&req)? {
+            (Reply::Create { fid, stat }, Some(fd)) => Ok((fid, stat, fd)),
+            (r, _) => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Creates directory `name` in `dir` with mode `mode & 0o7777` exactly
+    /// (plus set-group-ID inherited from a set-group-ID `dir`).
+    pub fn mkdir(
+        &self,
+        dir: Fid,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Fid, Stat), Errno> {
+        validate_name(name)?;
+        let req = Request::Mkdir {
+            dir,
+            name: name.to_vec(),
+            mode,
+            uid,
+            gid,
+        };
+        match self.call(&req)?.0 {
+            Reply::Mkdir { fid, stat } => Ok((fid, stat)),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Creates symlink `name` in `dir` pointing to `target` (which is
+    /// stored, never resolved, by the gofer).
+    pub fn symlink(
+        &self,
+        dir: Fid,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Fid, Stat), Errno> {
+        validate_name(name)?;
+        validate_symlink_target(target)?;
+        let req = Request::Symlink {
+            dir,
+            name: name.to_vec(),
+            target: target.to_vec(),
+            uid,
+            gid,
+        };
+        match self.call(&req)?.0 {
+            Reply::Symlink { fid, stat } => Ok((fid, stat)),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Makes `name` in `dir` a new hard link to the file of fid `target`
+    /// (not a directory: `EPERM`). Returns the target's attributes after.
+    pub fn link(&self, dir: Fid, name: &[u8], target: Fid) -> Result<Stat, Errno> {
+        validate_name(name)?;
+        let req = Request::Link {
+            dir,
+            name: name.to_vec(),
+            target,
+        };
+        match self.call(&req)?.0 {
+            Reply::Link(stat) => Ok(stat),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Creates a FIFO, socket or regular file (by `mode`'s `S_IFMT`) with
+    /// permission bits `mode & 0o7777` exactly. Device nodes give `EPERM`.
+    pub fn mknod(
+        &self,
+        dir: Fid,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Fid, Stat), Errno> {
+        validate_name(name)?;
+        let req = Request::Mknod {
+            dir,
+            name: name.to_vec(),
+            mode,
+            rdev,
+            uid,
+            gid,
+        };
+        match self.call(&req)?.0 {
+            Reply::Mknod { fid, stat } => Ok((fid, stat)),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Removes `name` from `dir`: a non-directory with `flags` 0, an empty
+    /// directory with `AT_REMOVEDIR`. Fids of the removed file stay usable.
+    pub fn unlink(&self, dir: Fid, name: &[u8], flags: u32) -> Result<(), Errno> {
+        validate_name(name)?;
+        let req = Request::Unlink {
+            dir,
+            name: name.to_vec(),
+            flags,
+        };
+        match self.call(&req)?.0 {
+            Reply::Unlink => Ok(()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// `renameat2(2)` of `old_dir`/`old_name` to `new_dir`/`new_name`;
+    /// `flags` is 0, `RENAME_NOREPLACE` or `RENAME_EXCHANGE`. Fids of the
+    /// moved files keep working.
+    pub fn rename(
+        &self,
+        old_dir: Fid,
+        old_name: &[u8],
+        new_dir: Fid,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        validate_name(old_name)?;
+        validate_name(new_name)?;
+        let req = Request::Rename {
+            old_dir,
+            old_name: old_name.to_vec(),
+            new_dir,
+            new_name: new_name.to_vec(),
+            flags,
+        };
+        match self.call(&req)?.0 {
+            Reply::Rename => Ok(()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Changes the attributes `attr.mask` selects and returns the
+    /// attributes after the change.
+    pub fn setattr(&self, fid: Fid, attr: &SetAttr) -> Result<Stat, Errno> {
+        match self.call(&Request::SetAttr { fid, attr: *attr })?.0 {
+            Reply::SetAttr(stat) => Ok(stat),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// fsync(2) of a regular file or directory.
+    pub fn fsync(&self, fid: Fid) -> Result<(), Errno> {
+        match self.call(&Request::Fsync { fid })?.0 {
+            Reply::Fsync => Ok(()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// The value of extended attribute `name` (`user.` namespace only).
+    pub fn getxattr(&self, fid: Fid, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        validate_xattr_name(name)?;
+        let req = Request::GetXattr {
+            fid,
+            name: name.to_vec(),
+        };
+        match self.call(&req)?.0 {
+            Reply::GetXattr(v) => Ok(v),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Sets extended attribute `name` (`user.` namespace only); `flags` is
+    /// 0, `XATTR_CREATE` or `XATTR_REPLACE`. Values over
+    /// [`MAX_XATTR_VALUE`] bytes give `E2BIG`.
+    pub fn setxattr(&self, fid: Fid, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        validate_xattr_name(name)?;
+        if value.len() > MAX_XATTR_VALUE {
+            return Err(Errno::E2BIG);
+        }
+        let req = Request::SetXattr {
+            fid,
+            name: name.to_vec(),
+            value: value.to_vec(),
+            flags,
+        };
+        match self.call(&req)?.0 {
+            Reply::SetXattr => Ok(()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// The names of the file's (`user.`) extended attributes.
+    pub fn listxattr(&self, fid: Fid) -> Result<Vec<Vec<u8>>, Errno> {
+        match self.call(&Request::ListXattr { fid })?.0 {
+            Reply::ListXattr(v) => Ok(v
+                .split(|&b| b == 0)
+                .filter(|n| !n.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Removes extended attribute `name` (`user.` namespace only).
+    pub fn removexattr(&self, fid: Fid, name: &[u8]) -> Result<(), Errno> {
+        validate_xattr_name(name)?;
+        let req = Request::RemoveXattr {
+            fid,
+            name: name.to_vec(),
+        };
+        match self.call(&req)?.0 {
+            Reply::RemoveXattr => Ok(()),
             r => Err(Self::unexpected(r)),
         }
     }

@@ -20,8 +20,11 @@
 //!   little-endian binary format, extensible with new ops.
 //!
 //! [`client`] is the sentry side: a thread-safe [`Client`] that turns
-//! each call into one request/reply exchange. This first version serves a
-//! read-only root: Open with write access gets `EROFS`.
+//! each call into one request/reply exchange. A server is read-only
+//! (Open with write access and every op that changes the tree get
+//! `EROFS`) or writable: then the client may also create, link, remove
+//! and rename entries, change attributes and `user.` extended attributes,
+//! all confined to the root in the same way.
 
 pub mod client;
 pub mod protocol;
@@ -29,6 +32,6 @@ pub mod server;
 pub mod transport;
 
 pub use client::{Client, DirPage};
-pub use protocol::{DirEntry, Fid, Stat, Statfs};
+pub use protocol::{DirEntry, Fid, SetAttr, Stat, Statfs};
 pub use server::{run, serve, MAX_FIDS};
 pub use transport::socketpair;

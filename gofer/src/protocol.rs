@@ -36,11 +36,54 @@
 //! | 6 Readlink | fid u64                             | len u32, target bytes |
 //! | 7 Statfs   | fid u64                             | [`Statfs`] (8 × u64) |
 //! | 8 Clunk    | fid u64                             | — |
+//! | 9 Create   | dir u64, name, flags i32, mode u32, uid u32, gid u32 | fid u64, [`Stat`] (+ one fd) |
+//! | 10 Mkdir   | dir u64, name, mode u32, uid u32, gid u32 | fid u64, [`Stat`] |
+//! | 11 Symlink | dir u64, name, target_len u16, target, uid u32, gid u32 | fid u64, [`Stat`] |
+//! | 12 Link    | dir u64, name, target fid u64       | [`Stat`] of the target, after linking |
+//! | 13 Mknod   | dir u64, name, mode u32, rdev u64, uid u32, gid u32 | fid u64, [`Stat`] |
+//! | 14 Unlink  | dir u64, name, flags u32            | — |
+//! | 15 Rename  | old dir u64, old name, new dir u64, new name, flags u32 | — |
+//! | 16 SetAttr | fid u64, [`SetAttr`] (mask u32, mode u32, uid u32, gid u32, size u64, atime sec i64 nsec i64, mtime sec i64 nsec i64) | [`Stat`] after the change |
+//! | 17 Fsync   | fid u64                             | — |
+//! | 18 GetXattr | fid u64, xattr name               | len u32, value |
+//! | 19 SetXattr | fid u64, xattr name, flags u32, len u32, value | — |
+//! | 20 ListXattr | fid u64                          | len u32, names (each NUL-terminated) |
+//! | 21 RemoveXattr | fid u64, xattr name            | — |
+//!
+//! Ops 9 to 21 modify the tree (Fsync, GetXattr and ListXattr excepted)
+//! and are answered with `EROFS` by a read-only server. They were added without
+//! changing [`VERSION`]: an older server answers them with `ENOSYS`.
+//!
+//! - Create makes a regular file with `O_CREAT | O_EXCL | O_NOFOLLOW`
+//!   relative to the directory and donates an fd opened with `flags`
+//!   (access mode and read-class flags, as for Open; `O_CREAT`, `O_EXCL`
+//!   and `O_TRUNC` are implied or ignored). The permission bits of `mode`
+//!   (`& 0o7777`) are applied exactly, whatever the gofer's umask: the
+//!   client applies its own umask. `uid`/`gid` are applied when the
+//!   server runs as root (and ignored otherwise); in a set-group-ID
+//!   directory the new file takes the directory's group instead, and a
+//!   new directory keeps the set-group-ID bit, as on Linux.
+//! - Mknod makes FIFOs, sockets and regular files (`S_IFMT` 0 means
+//!   regular); device nodes are refused with `EPERM`.
+//! - Unlink flags: 0 or `AT_REMOVEDIR`. Rename flags: 0,
+//!   `RENAME_NOREPLACE` or `RENAME_EXCHANGE` (others: `EINVAL`).
+//! - SetAttr applies, in this order, owner (`SETATTR_UID`/`SETATTR_GID`),
+//!   mode, size and times; timestamps take `UTIME_NOW`/`UTIME_OMIT` in
+//!   their nsec field. Mask bits outside [`SETATTR_ALL`] are malformed.
+//!   On a symlink, mode gives `EOPNOTSUPP` and size `EINVAL`.
+//! - Xattr names are 1..=255 bytes without NUL (longer: `ERANGE`); only
+//!   the `user.` namespace is served (others: `EOPNOTSUPP`, and ListXattr
+//!   leaves them out), so a guest can never set `security.*` or
+//!   `trusted.*` attributes on host files. SetXattr flags: 0,
+//!   `XATTR_CREATE` or `XATTR_REPLACE`.
+//! - Symlink targets are 1..=4095 bytes without NUL (empty: `ENOENT`,
+//!   longer: `ENAMETOOLONG`).
 //!
 //! Open never follows a symlink (a symlink fid gives `ELOOP`) and accepts
 //! only known flags (see [`crate::server::check_open_flags`]); on a
 //! read-only server any write access, `O_TRUNC`, `O_APPEND` or `O_CREAT`
-//! gives `EROFS`. Readdir cookies are opaque (0 = start); a listing too
+//! gives `EROFS` (on a writable one `O_CREAT`/`O_EXCL` are `EINVAL`: use
+//! Create). Readdir cookies are opaque (0 = start); a listing too
 //! big for one message takes several calls, and `.`/`..` are omitted.
 //!
 //! New ops get new numbers; a server answers an op it does not know with
@@ -76,6 +119,27 @@ pub const MAX_NAME: usize = 255;
 pub const STAT_LEN: usize = 8 + 8 + 4 + 8 + 4 + 4 + 8 + 8 + 8 + 8 + 6 * 8;
 /// Encoded size of [`Statfs`].
 pub const STATFS_LEN: usize = 8 * 8;
+/// Longest symlink target (`PATH_MAX` less the NUL).
+pub const MAX_SYMLINK_TARGET: usize = 4095;
+/// Longest extended attribute name (`XATTR_NAME_MAX`).
+pub const MAX_XATTR_NAME: usize = 255;
+/// Longest extended attribute value that fits in a SetXattr request with
+/// the longest name (GetXattr replies have a little more room).
+pub const MAX_XATTR_VALUE: usize = MAX_MESSAGE - HEADER_LEN - 8 - 2 - MAX_XATTR_NAME - 4 - 4;
+
+/// SetAttr mask bits.
+pub const SETATTR_MODE: u32 = 1 << 0;
+pub const SETATTR_UID: u32 = 1 << 1;
+pub const SETATTR_GID: u32 = 1 << 2;
+pub const SETATTR_SIZE: u32 = 1 << 3;
+pub const SETATTR_ATIME: u32 = 1 << 4;
+pub const SETATTR_MTIME: u32 = 1 << 5;
+/// Every valid SetAttr mask bit.
+pub const SETATTR_ALL: u32 =
+    SETATTR_MODE | SETATTR_UID | SETATTR_GID | SETATTR_SIZE | SETATTR_ATIME | SETATTR_MTIME;
+/// Encoded size of [`SetAttr`].
+pub const SETATTR_LEN: usize = 4 + 4 + 4 + 4 + 8 + 4 * 8;
+
 /// Fixed part of a Readdir response payload (next_cookie, end, count).
 pub const READDIR_FIXED_LEN: usize = 8 + 1 + 4;
 
@@ -96,6 +160,19 @@ pub enum Op {
     Readlink = 6,
     Statfs = 7,
     Clunk = 8,
+    Create = 9,
+    Mkdir = 10,
+    Symlink = 11,
+    Link = 12,
+    Mknod = 13,
+    Unlink = 14,
+    Rename = 15,
+    SetAttr = 16,
+    Fsync = 17,
+    GetXattr = 18,
+    SetXattr = 19,
+    ListXattr = 20,
+    RemoveXattr = 21,
 }
 
 impl Op {
@@ -110,8 +187,39 @@ impl Op {
             6 => Op::Readlink,
             7 => Op::Statfs,
             8 => Op::Clunk,
+            9 => Op::Create,
+            10 => Op::Mkdir,
+            11 => Op::Symlink,
+            12 => Op::Link,
+            13 => Op::Mknod,
+            14 => Op::Unlink,
+            15 => Op::Rename,
+            16 => Op::SetAttr,
+            17 => Op::Fsync,
+            18 => Op::GetXattr,
+            19 => Op::SetXattr,
+            20 => Op::ListXattr,
+            21 => Op::RemoveXattr,
             _ => return None,
         })
+    }
+
+    /// True for the ops that change the tree (refused by a read-only
+    /// server).
+    pub fn modifies(self) -> bool {
+        matches!(
+            self,
+            Op::Create
+                | Op::Mkdir
+                | Op::Symlink
+                | Op::Link
+                | Op::Mknod
+                | Op::Unlink
+                | Op::Rename
+                | Op::SetAttr
+                | Op::SetXattr
+                | Op::RemoveXattr
+        )
     }
 }
 
@@ -203,17 +311,122 @@ pub struct Statfs {
     pub f_namelen: u64,
 }
 
+/// What SetAttr changes: the fields whose `SETATTR_*` bit is in `mask`
+/// (the others are ignored, and sent as 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetAttr {
+    pub mask: u32,
+    /// Permission bits (`& 0o7777`; the file type is kept).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub atime_sec: i64,
+    /// Nanoseconds, or `UTIME_NOW` / `UTIME_OMIT`.
+    pub atime_nsec: i64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+}
+
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Attach,
-    Walk { dir: Fid, name: Vec<u8> },
-    Stat { fid: Fid },
-    Open { fid: Fid, flags: i32 },
-    Readdir { fid: Fid, cookie: u64 },
-    Readlink { fid: Fid },
-    Statfs { fid: Fid },
-    Clunk { fid: Fid },
+    Walk {
+        dir: Fid,
+        name: Vec<u8>,
+    },
+    Stat {
+        fid: Fid,
+    },
+    Open {
+        fid: Fid,
+        flags: i32,
+    },
+    Readdir {
+        fid: Fid,
+        cookie: u64,
+    },
+    Readlink {
+        fid: Fid,
+    },
+    Statfs {
+        fid: Fid,
+    },
+    Clunk {
+        fid: Fid,
+    },
+    Create {
+        dir: Fid,
+        name: Vec<u8>,
+        flags: i32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Mkdir {
+        dir: Fid,
+        name: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        dir: Fid,
+        name: Vec<u8>,
+        target: Vec<u8>,
+        uid: u32,
+        gid: u32,
+    },
+    Link {
+        dir: Fid,
+        name: Vec<u8>,
+        target: Fid,
+    },
+    Mknod {
+        dir: Fid,
+        name: Vec<u8>,
+        mode: u32,
+        rdev: u64,
+        uid: u32,
+        gid: u32,
+    },
+    Unlink {
+        dir: Fid,
+        name: Vec<u8>,
+        flags: u32,
+    },
+    Rename {
+        old_dir: Fid,
+        old_name: Vec<u8>,
+        new_dir: Fid,
+        new_name: Vec<u8>,
+        flags: u32,
+    },
+    SetAttr {
+        fid: Fid,
+        attr: SetAttr,
+    },
+    Fsync {
+        fid: Fid,
+    },
+    GetXattr {
+        fid: Fid,
+        name: Vec<u8>,
+    },
+    SetXattr {
+        fid: Fid,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        flags: u32,
+    },
+    ListXattr {
+        fid: Fid,
+    },
+    RemoveXattr {
+        fid: Fid,
+        name: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -227,6 +440,19 @@ impl Request {
             Request::Readlink { .. } => Op::Readlink,
             Request::Statfs { .. } => Op::Statfs,
             Request::Clunk { .. } => Op::Clunk,
+            Request::Create { .. } => Op::Create,
+            Request::Mkdir { .. } => Op::Mkdir,
+            Request::Symlink { .. } => Op::Symlink,
+            Request::Link { .. } => Op::Link,
+            Request::Mknod { .. } => Op::Mknod,
+            Request::Unlink { .. } => Op::Unlink,
+            Request::Rename { .. } => Op::Rename,
+            Request::SetAttr { .. } => Op::SetAttr,
+            Request::Fsync { .. } => Op::Fsync,
+            Request::GetXattr { .. } => Op::GetXattr,
+            Request::SetXattr { .. } => Op::SetXattr,
+            Request::ListXattr { .. } => Op::ListXattr,
+            Request::RemoveXattr { .. } => Op::RemoveXattr,
         }
     }
 }
@@ -253,6 +479,35 @@ pub enum Reply {
     Readlink(Vec<u8>),
     Statfs(Statfs),
     Clunk,
+    /// The fd itself travels out of band (`SCM_RIGHTS`).
+    Create {
+        fid: Fid,
+        stat: Stat,
+    },
+    Mkdir {
+        fid: Fid,
+        stat: Stat,
+    },
+    Symlink {
+        fid: Fid,
+        stat: Stat,
+    },
+    /// The target's attributes after linking.
+    Link(Stat),
+    Mknod {
+        fid: Fid,
+        stat: Stat,
+    },
+    Unlink,
+    Rename,
+    /// The attributes after the change.
+    SetAttr(Stat),
+    Fsync,
+    GetXattr(Vec<u8>),
+    SetXattr,
+    /// The names, each NUL-terminated (as listxattr(2) gives them).
+    ListXattr(Vec<u8>),
+    RemoveXattr,
 }
 
 impl Reply {
@@ -266,6 +521,19 @@ impl Reply {
             Reply::Readlink(_) => Op::Readlink,
             Reply::Statfs(_) => Op::Statfs,
             Reply::Clunk => Op::Clunk,
+            Reply::Create { .. } => Op::Create,
+            Reply::Mkdir { .. } => Op::Mkdir,
+            Reply::Symlink { .. } => Op::Symlink,
+            Reply::Link(_) => Op::Link,
+            Reply::Mknod { .. } => Op::Mknod,
+            Reply::Unlink => Op::Unlink,
+            Reply::Rename => Op::Rename,
+            Reply::SetAttr(_) => Op::SetAttr,
+            Reply::Fsync => Op::Fsync,
+            Reply::GetXattr(_) => Op::GetXattr,
+            Reply::SetXattr => Op::SetXattr,
+            Reply::ListXattr(_) => Op::ListXattr,
+            Reply::RemoveXattr => Op::RemoveXattr,
         }
     }
 }
@@ -287,6 +555,8 @@ pub enum ProtoError {
     LengthMismatch { declared: u32, actual: usize },
     #[error("{0} trailing bytes after the payload")]
     TrailingBytes(usize),
+    /// An invalid file name, symlink target or xattr name, with the
+    /// errno the server answers.
     #[error("invalid name: {0}")]
     BadName(Errno),
     #[error("invalid status {0}")]
@@ -318,6 +588,33 @@ pub fn validate_name(name: &[u8]) -> Result<(), Errno> {
         return Err(Errno::ENAMETOOLONG);
     }
     if name.iter().any(|&b| b == b'/' || b == 0) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// Checks a symlink target: `ENOENT` if empty, `ENAMETOOLONG` over
+/// [`MAX_SYMLINK_TARGET`] bytes, `EINVAL` with a NUL.
+pub fn validate_symlink_target(target: &[u8]) -> Result<(), Errno> {
+    if target.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    if target.len() > MAX_SYMLINK_TARGET {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if target.contains(&0) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// Checks an extended attribute name: `ERANGE` if empty or over
+/// [`MAX_XATTR_NAME`] bytes (as Linux), `EINVAL` with a NUL.
+pub fn validate_xattr_name(name: &[u8]) -> Result<(), Errno> {
+    if name.is_empty() || name.len() > MAX_XATTR_NAME {
+        return Err(Errno::ERANGE);
+    }
+    if name.contains(&0) {
         return Err(Errno::EINVAL);
     }
     Ok(())
@@ -424,6 +721,44 @@ impl<'a> Reader<'a> {
         Ok(name.to_vec())
     }
 
+    fn symlink_target(&mut self) -> Result<Vec<u8>, ProtoError> {
+        let len = self.u16()? as usize;
+        let target = self.bytes(len)?;
+        validate_symlink_target(target).map_err(ProtoError::BadName)?;
+        Ok(target.to_vec())
+    }
+
+    fn xattr_name(&mut self) -> Result<Vec<u8>, ProtoError> {
+        let len = self.u16()? as usize;
+        let name = self.bytes(len)?;
+        validate_xattr_name(name).map_err(ProtoError::BadName)?;
+        Ok(name.to_vec())
+    }
+
+    /// A u32 length followed by that many bytes.
+    fn blob(&mut self) -> Result<Vec<u8>, ProtoError> {
+        let len = self.u32()? as usize;
+        Ok(self.bytes(len)?.to_vec())
+    }
+
+    fn setattr(&mut self) -> Result<SetAttr, ProtoError> {
+        let a = SetAttr {
+            mask: self.u32()?,
+            mode: self.u32()?,
+            uid: self.u32()?,
+            gid: self.u32()?,
+            size: self.u64()?,
+            atime_sec: self.i64()?,
+            atime_nsec: self.i64()?,
+            mtime_sec: self.i64()?,
+            mtime_nsec: self.i64()?,
+        };
+        if a.mask & !SETATTR_ALL != 0 {
+            return Err(ProtoError::BadValue);
+        }
+        Ok(a)
+    }
+
     fn stat(&mut self) -> Result<Stat, ProtoError> {
         Ok(Stat {
             st_dev: self.u64()?,
@@ -519,6 +854,48 @@ impl Writer {
         self.i64(s.st_ctime_nsec);
     }
 
+    fn symlink_target(&mut self, target: &[u8]) -> Result<(), ProtoError> {
+        validate_symlink_target(target).map_err(ProtoError::BadName)?;
+        // Bounded by MAX_SYMLINK_TARGET, which fits in u16.
+        self.u16(target.len() as u16);
+        self.buf.extend_from_slice(target);
+        Ok(())
+    }
+
+    fn xattr_name(&mut self, name: &[u8]) -> Result<(), ProtoError> {
+        validate_xattr_name(name).map_err(ProtoError::BadName)?;
+        // Bounded by MAX_XATTR_NAME, which fits in u16.
+        self.u16(name.len() as u16);
+        self.buf.extend_from_slice(name);
+        Ok(())
+    }
+
+    fn blob(&mut self, b: &[u8]) -> Result<(), ProtoError> {
+        let len = u32::try_from(b.len()).map_err(|_| ProtoError::TooLarge)?;
+        if b.len() > MAX_MESSAGE {
+            return Err(ProtoError::TooLarge);
+        }
+        self.u32(len);
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    fn setattr(&mut self, a: &SetAttr) -> Result<(), ProtoError> {
+        if a.mask & !SETATTR_ALL != 0 {
+            return Err(ProtoError::BadValue);
+        }
+        self.u32(a.mask);
+        self.u32(a.mode);
+        self.u32(a.uid);
+        self.u32(a.gid);
+        self.u64(a.size);
+        self.i64(a.atime_sec);
+        self.i64(a.atime_nsec);
+        self.i64(a.mtime_sec);
+        self.i64(a.mtime_nsec);
+        Ok(())
+    }
+
     fn statfs(&mut self, s: &Statfs) {
         for v in [
             s.f_type,
@@ -577,7 +954,107 @@ pub fn encode_request(tag: u32, req: &Request) -> Result<Vec<u8>, ProtoError> {
         Request::Stat { fid }
         | Request::Readlink { fid }
         | Request::Statfs { fid }
-        | Request::Clunk { fid } => w.u64(*fid),
+        | Request::Clunk { fid }
+        | Request::Fsync { fid }
+        | Request::ListXattr { fid } => w.u64(*fid),
+        Request::Create {
+            dir,
+            name,
+            flags,
+            mode,
+            uid,
+            gid,
+        } => {
+            w.u64(*dir);
+            w.name(name)?;
+            w.i32(*flags);
+            w.u32(*mode);
+            w.u32(*uid);
+            w.u32(*gid);
+        }
+        Request::Mkdir {
+            dir,
+            name,
+            mode,
+            uid,
+            gid,
+        } => {
+            w.u64(*dir);
+            w.name(name)?;
+            w.u32(*mode);
+            w.u32(*uid);
+            w.u32(*gid);
+        }
+        Request::Symlink {
+            dir,
+            name,
+            target,
+            uid,
+            gid,
+        } => {
+            w.u64(*dir);
+            w.name(name)?;
+            w.symlink_target(target)?;
+            w.u32(*uid);
+            w.u32(*gid);
+        }
+        Request::Link { dir, name, target } => {
+            w.u64(*dir);
+            w.name(name)?;
+            w.u64(*target);
+        }
+        Request::Mknod {
+            dir,
+            name,
+            mode,
+            rdev,
+            uid,
+            gid,
+        } => {
+            w.u64(*dir);
+            w.name(name)?;
+            w.u32(*mode);
+            w.u64(*rdev);
+            w.u32(*uid);
+            w.u32(*gid);
+        }
+        Request::Unlink { dir, name, flags } => {
+            w.u64(*dir);
+            w.name(name)?;
+            w.u32(*flags);
+        }
+        Request::Rename {
+            old_dir,
+            old_name,
+            new_dir,
+            new_name,
+            flags,
+        } => {
+            w.u64(*old_dir);
+            w.name(old_name)?;
+            w.u64(*new_dir);
+            w.name(new_name)?;
+            w.u32(*flags);
+        }
+        Request::SetAttr { fid, attr } => {
+            w.u64(*fid);
+            w.setattr(attr)?;
+        }
+        Request::GetXattr { fid, name } | Request::RemoveXattr { fid, name } => {
+            w.u64(*fid);
+            w.xattr_name(name)?;
+        }
+        Request::SetXattr {
+            fid,
+            name,
+            value,
+            flags,
+        } => {
+            w.u64(*fid);
+            w.xattr_name(name)?;
+            w.u32(*flags);
+            w.blob(value)?;
+        }
     }
     w.finish(HEADER_LEN)
 }
@@ -626,6 +1103,73 @@ pub fn decode_request(buf: &[u8]) -> Result<(Header, Request), ProtoError> {
         Op::Readlink => Request::Readlink { fid: r.u64()? },
         Op::Statfs => Request::Statfs { fid: r.u64()? },
         Op::Clunk => Request::Clunk { fid: r.u64()? },
+        Op::Create => Request::Create {
+            dir: r.u64()?,
+            name: r.name()?,
+            flags: r.i32()?,
+            mode: r.u32()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+        },
+        Op::Mkdir => Request::Mkdir {
+            dir: r.u64()?,
+            name: r.name()?,
+            mode: r.u32()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+        },
+        Op::Symlink => Request::Symlink {
+            dir: r.u64()?,
+            name: r.name()?,
+            target: r.symlink_target()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+        },
+        Op::Link => Request::Link {
+            dir: r.u64()?,
+            name: r.name()?,
+            target: r.u64()?,
+        },
+        Op::Mknod => Request::Mknod {
+            dir: r.u64()?,
+            name: r.name()?,
+            mode: r.u32()?,
+            rdev: r.u64()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+        },
+        Op::Unlink => Request::Unlink {
+            dir: r.u64()?,
+            name: r.name()?,
+            flags: r.u32()?,
+        },
+        Op::Rename => Request::Rename {
+            old_dir: r.u64()?,
+            old_name: r.name()?,
+            new_dir: r.u64()?,
+            new_name: r.name()?,
+            flags: r.u32()?,
+        },
+        Op::SetAttr => Request::SetAttr {
+            fid: r.u64()?,
+            attr: r.setattr()?,
+        },
+        Op::Fsync => Request::Fsync { fid: r.u64()? },
+        Op::GetXattr => Request::GetXattr {
+            fid: r.u64()?,
+            name: r.xattr_name()?,
+        },
+        Op::SetXattr => Request::SetXattr {
+            fid: r.u64()?,
+            name: r.xattr_name()?,
+            flags: r.u32()?,
+            value: r.blob()?,
+        },
+        Op::ListXattr => Request::ListXattr { fid: r.u64()? },
+        Op::RemoveXattr => Request::RemoveXattr {
+            fid: r.u64()?,
+            name: r.xattr_name()?,
+        },
     };
     r.finish()?;
     Ok((hdr, req))
@@ -653,12 +1197,24 @@ pub fn encode_response(
     let mut w = start(op, tag, RESPONSE_HEADER_LEN + STAT_LEN + 8);
     w.i32(0);
     match reply {
-        Reply::Attach { fid, stat } | Reply::Walk { fid, stat } => {
+        Reply::Attach { fid, stat }
+        | Reply::Walk { fid, stat }
+        | Reply::Create { fid, stat }
+        | Reply::Mkdir { fid, stat }
+        | Reply::Symlink { fid, stat }
+        | Reply::Mknod { fid, stat } => {
             w.u64(*fid);
             w.stat(stat);
         }
-        Reply::Stat(stat) => w.stat(stat),
-        Reply::Open | Reply::Clunk => {}
+        Reply::Stat(stat) | Reply::Link(stat) | Reply::SetAttr(stat) => w.stat(stat),
+        Reply::Open
+        | Reply::Clunk
+        | Reply::Unlink
+        | Reply::Rename
+        | Reply::Fsync
+        | Reply::SetXattr
+        | Reply::RemoveXattr => {}
+        Reply::GetXattr(b) | Reply::ListXattr(b) => w.blob(b)?,
         Reply::Readdir {
             entries,
             next_cookie,
@@ -756,6 +1312,31 @@ pub fn decode_response(buf: &[u8]) -> Result<Response, ProtoError> {
         }
         Op::Statfs => Reply::Statfs(r.statfs()?),
         Op::Clunk => Reply::Clunk,
+        Op::Create => Reply::Create {
+            fid: r.u64()?,
+            stat: r.stat()?,
+        },
+        Op::Mkdir => Reply::Mkdir {
+            fid: r.u64()?,
+            stat: r.stat()?,
+        },
+        Op::Symlink => Reply::Symlink {
+            fid: r.u64()?,
+            stat: r.stat()?,
+        },
+        Op::Link => Reply::Link(r.stat()?),
+        Op::Mknod => Reply::Mknod {
+            fid: r.u64()?,
+            stat: r.stat()?,
+        },
+        Op::Unlink => Reply::Unlink,
+        Op::Rename => Reply::Rename,
+        Op::SetAttr => Reply::SetAttr(r.stat()?),
+        Op::Fsync => Reply::Fsync,
+        Op::GetXattr => Reply::GetXattr(r.blob()?),
+        Op::SetXattr => Reply::SetXattr,
+        Op::ListXattr => Reply::ListXattr(r.blob()?),
+        Op::RemoveXattr => Reply::RemoveXattr,
     };
     r.finish()?;
     Ok(Response {
@@ -814,6 +1395,93 @@ mod tests {
             Request::Readlink { fid: 4 },
             Request::Statfs { fid: 5 },
             Request::Clunk { fid: 6 },
+            Request::Create {
+                dir: 7,
+                name: b"new".to_vec(),
+                flags: libc::O_RDWR | libc::O_NONBLOCK,
+                mode: 0o4755,
+                uid: u32::MAX,
+                gid: 0,
+            },
+            Request::Mkdir {
+                dir: 8,
+                name: b"d".to_vec(),
+                mode: 0o2775,
+                uid: 1,
+                gid: 2,
+            },
+            Request::Symlink {
+                dir: 9,
+                name: b"l".to_vec(),
+                target: vec![b'/'; MAX_SYMLINK_TARGET],
+                uid: 3,
+                gid: 4,
+            },
+            Request::Link {
+                dir: 10,
+                name: b"hard".to_vec(),
+                target: u64::MAX,
+            },
+            Request::Mknod {
+                dir: 11,
+                name: b"fifo".to_vec(),
+                mode: libc::S_IFIFO | 0o600,
+                rdev: u64::MAX,
+                uid: 5,
+                gid: 6,
+            },
+            Request::Unlink {
+                dir: 12,
+                name: b"gone".to_vec(),
+                flags: libc::AT_REMOVEDIR as u32,
+            },
+            Request::Rename {
+                old_dir: 13,
+                old_name: b"a".to_vec(),
+                new_dir: 14,
+                new_name: b"\xff".to_vec(),
+                flags: libc::RENAME_EXCHANGE,
+            },
+            Request::SetAttr {
+                fid: 15,
+                attr: SetAttr {
+                    mask: SETATTR_ALL,
+                    mode: 0o7777,
+                    uid: 7,
+                    gid: 8,
+                    size: u64::MAX,
+                    atime_sec: -1,
+                    atime_nsec: libc::UTIME_NOW,
+                    mtime_sec: i64::MAX,
+                    mtime_nsec: libc::UTIME_OMIT,
+                },
+            },
+            Request::SetAttr {
+                fid: 15,
+                attr: SetAttr::default(),
+            },
+            Request::Fsync { fid: 16 },
+            Request::GetXattr {
+                fid: 17,
+                name: b"user.x".to_vec(),
+            },
+            Request::SetXattr {
+                fid: 18,
+                name: vec![b'n'; MAX_XATTR_NAME],
+                value: vec![7; MAX_XATTR_VALUE],
+                flags: libc::XATTR_CREATE as u32,
+            },
+            Request::SetXattr {
+                fid: 18,
+                name: b"user.empty".to_vec(),
+                value: Vec::new(),
+                flags: 0,
+            },
+            Request::ListXattr { fid: 19 },
+            Request::RemoveXattr {
+                fid: 20,
+                name: b"user.x".to_vec(),
+            },
         ]
     }
 
@@ -863,6 +1531,32 @@ mod tests {
                 f_namelen: 255,
             }),
             Reply::Clunk,
+            Reply::Create {
+                fid: 5,
+                stat: sample_stat(4),
+            },
+            Reply::Mkdir {
+                fid: 6,
+                stat: sample_stat(5),
+            },
+            Reply::Symlink {
+                fid: 7,
+                stat: sample_stat(6),
+            },
+            Reply::Link(sample_stat(7)),
+            Reply::Mknod {
+                fid: 8,
+                stat: sample_stat(8),
+            },
+            Reply::Unlink,
+            Reply::Rename,
+            Reply::SetAttr(sample_stat(9)),
+            Reply::Fsync,
+            Reply::GetXattr(b"value\0with nul".to_vec()),
+            Reply::GetXattr(Vec::new()),
+            Reply::SetXattr,
+            Reply::ListXattr(b"user.a\0user.b\0".to_vec()),
+            Reply::RemoveXattr,
         ]
     }
 
@@ -1069,6 +1763,91 @@ mod tests {
     }
 
     #[test]
+    fn new_op_field_checks() {
+        // Symlink targets.
+        assert_eq!(validate_symlink_target(b""), Err(Errno::ENOENT));
+        assert_eq!(
+            validate_symlink_target(&vec![b'a'; MAX_SYMLINK_TARGET + 1]),
+            Err(Errno::ENAMETOOLONG)
+        );
+        assert_eq!(validate_symlink_target(b"a\0"), Err(Errno::EINVAL));
+        assert_eq!(validate_symlink_target(b"../../x/./y"), Ok(()));
+        for bad in [&b""[..], b"a\0b"] {
+            let req = Request::Symlink {
+                dir: 1,
+                name: b"l".to_vec(),
+                target: bad.to_vec(),
+                uid: 0,
+                gid: 0,
+            };
+            assert!(encode_request(1, &req).is_err());
+        }
+        // Xattr names.
+        assert_eq!(validate_xattr_name(b""), Err(Errno::ERANGE));
+        assert_eq!(
+            validate_xattr_name(&[b'u'; MAX_XATTR_NAME + 1]),
+            Err(Errno::ERANGE)
+        );
+        assert_eq!(validate_xattr_name(b"user.\0"), Err(Errno::EINVAL));
+        // Names are checked in every op that carries one.
+        let bad_name = Request::Rename {
+            old_dir: 1,
+            old_name: b"ok".to_vec(),
+            new_dir: 1,
+            new_name: b"a/b".to_vec(),
+            flags: 0,
+        };
+        assert_eq!(
+            encode_request(1, &bad_name),
+            Err(ProtoError::BadName(Errno::EINVAL))
+        );
+        // SetAttr with unknown mask bits is malformed both ways.
+        let bad = Request::SetAttr {
+            fid: 1,
+            attr: SetAttr {
+                mask: 1 << 31,
+                ..SetAttr::default()
+            },
+        };
+        assert_eq!(encode_request(1, &bad), Err(ProtoError::BadValue));
+        let good = Request::SetAttr {
+            fid: 1,
+            attr: SetAttr::default(),
+        };
+        let mut b = encode_request(1, &good).expect("encode");
+        b[HEADER_LEN + 8 + 3] = 0x80;
+        assert_eq!(decode_request(&b), Err(ProtoError::BadValue));
+        // An xattr value too big for one message.
+        let big = Request::SetXattr {
+            fid: 1,
+            name: vec![b'n'; MAX_XATTR_NAME],
+            value: vec![0; MAX_XATTR_VALUE + 1],
+            flags: 0,
+        };
+        assert_eq!(encode_request(1, &big), Err(ProtoError::TooLarge));
+        // A value length beyond the payload.
+        let sx = Request::SetXattr {
+            fid: 1,
+            name: b"user.a".to_vec(),
+            value: b"abc".to_vec(),
+            flags: 0,
+        };
+        let mut b = encode_request(1, &sx).expect("encode");
+        let at = b.len() - 3 - 4;
+        b[at..at + 4].copy_from_slice(&4u32.to_le_bytes());
+        assert_eq!(decode_request(&b), Err(ProtoError::Truncated));
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_request(&b), Err(ProtoError::Truncated));
+        // Write ops are flagged; read ops (and fsync) are not.
+        assert!(Op::Create.modifies() && Op::SetXattr.modifies() && Op::Rename.modifies());
+        assert!(!Op::Walk.modifies() && !Op::Fsync.modifies() && !Op::GetXattr.modifies());
+        for v in 9..=21u8 {
+            assert_eq!(Op::from_u8(v).map(|o| o as u8), Some(v));
+        }
+        assert_eq!(Op::from_u8(22), None);
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {
@@ -1083,7 +1862,7 @@ mod tests {
             if i % 2 == 0 && b.len() >= HEADER_LEN {
                 b[0..2].copy_from_slice(&MAGIC.to_le_bytes());
                 b[2] = VERSION;
-                b[3] = (next() % 10) as u8;
+                b[3] = (next() % 24) as u8;
                 let plen = (b.len() - HEADER_LEN) as u32;
                 b[8..12].copy_from_slice(&plen.to_le_bytes());
             }

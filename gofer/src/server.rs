@@ -7,8 +7,19 @@
 //! `..`). Symlinks are never followed (a walk to a symlink yields the
 //! link itself), so nothing reachable through the protocol lies outside
 //! the root directory tree.
+//!
+//! Writes (on a writable server) keep the same rule: every new entry is
+//! made relative to a directory fid's fd with a validated name, with
+//! calls that never follow a symlink in the last component
+//! (`O_CREAT | O_EXCL | O_NOFOLLOW`, `mkdirat`, `symlinkat`, `mknodat`,
+//! `linkat` without `AT_SYMLINK_FOLLOW`, `unlinkat`, `renameat2`), and
+//! attribute changes act on a fid's own `O_PATH` fd (`AT_EMPTY_PATH`, or
+//! the fd's `/proc/self/fd/N` magic link, which names that very inode and
+//! never a path). Symlink fids are refused where acting on them would
+//! mean following them (chmod, truncate, reopen).
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -23,8 +34,9 @@ use nix::unistd::{lseek, Whence};
 use tracing::{debug, warn};
 
 use crate::protocol::{
-    self, decode_request, dirent_len, encode_response, DirEntry, Fid, Reply, Request, Stat, Statfs,
-    MAX_MESSAGE, READDIR_FIXED_LEN, RESPONSE_HEADER_LEN,
+    self, decode_request, dirent_len, encode_response, DirEntry, Fid, Reply, Request, SetAttr,
+    Stat, Statfs, MAX_MESSAGE, READDIR_FIXED_LEN, RESPONSE_HEADER_LEN, SETATTR_ATIME, SETATTR_GID,
+    SETATTR_MODE, SETATTR_MTIME, SETATTR_SIZE, SETATTR_UID,
 };
 use crate::transport::{peer_closed, recv_msg, send_msg};
 
@@ -63,7 +75,7 @@ const OPEN_WRITE_FLAGS: i32 =
 /// - on a read-only server, write access or any of `O_TRUNC`, `O_APPEND`,
 ///   `O_CREAT`, `O_EXCL`, `O_TMPFILE`: `EROFS`;
 /// - on a writable server, `O_CREAT`/`O_EXCL`/`O_TMPFILE`: `EINVAL`
-///   (creating files will be its own op).
+///   (creating files is the Create op).
 ///
 /// The result always has `O_NOFOLLOW | O_CLOEXEC | O_NOCTTY` added and
 /// `O_LARGEFILE` removed (the kernel sets it itself on 64-bit).
@@ -99,6 +111,118 @@ fn openat(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> Result<OwnedFd, Errno
     // SAFETY: `fd` was just returned by a successful openat(2); nothing
     // else refers to it, so we are its sole owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A name or path as a C string (names were validated: no NUL).
+fn cstr(b: &[u8]) -> Result<CString, Errno> {
+    CString::new(b).map_err(|_| Errno::EINVAL)
+}
+
+/// `/proc/self/fd/N`: a magic link to the very file `fd` refers to.
+fn proc_fd_path(fd: BorrowedFd<'_>) -> CString {
+    // Digits only: no NUL can occur.
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
+}
+
+/// Maps a libc return value (-1 and errno on failure) to a `Result`.
+fn check(r: libc::c_int) -> Result<(), Errno> {
+    Errno::result(r).map(drop)
+}
+
+/// Like [`check`] for calls returning a size.
+fn check_size(r: libc::ssize_t) -> Result<usize, Errno> {
+    let n = Errno::result(r)?;
+    usize::try_from(n).map_err(|_| Errno::EIO)
+}
+
+/// `openat(2)` with a creation mode, returning an owned fd.
+fn openat_mode(dir: BorrowedFd<'_>, name: &[u8], flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
+    let name = cstr(name)?;
+    // SAFETY: `name` is a valid C string for the duration of the call.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: `fd` was just returned by a successful openat(2); nothing
+    // else refers to it, so we are its sole owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `unlinkat(2)`.
+fn unlinkat(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> Result<(), Errno> {
+    let name = cstr(name)?;
+    // SAFETY: `name` is a valid C string for the duration of the call.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) })
+}
+
+/// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`:
+/// changes the owner of the file `fd` (any kind, `O_PATH` included)
+/// itself. `u32::MAX` leaves an id unchanged.
+fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), Errno> {
+    // SAFETY: the path is a static empty C string.
+    check(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
+/// fchmodat2(2), the same number on every architecture (Linux 6.6+).
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+/// Sets the permission bits of the file `fd` (an `O_PATH` fd that is not
+/// a symlink) exactly: `fchmodat2(fd, "", AT_EMPTY_PATH)`, or on older
+/// kernels `chmod` of its `/proc/self/fd` magic link.
+fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+    // SAFETY: plain integer arguments and a static empty C string.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    match Errno::result(r) {
+        Ok(_) => Ok(()),
+        Err(Errno::ENOSYS) | Err(Errno::EINVAL) => {
+            let path = proc_fd_path(fd);
+            // SAFETY: `path` is a valid C string for the duration of the call.
+            check(unsafe { libc::chmod(path.as_ptr(), mode) })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `renameat2(2)` (through syscall(2): not every libc wraps it).
+fn renameat2(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+    flags: u32,
+) -> Result<(), Errno> {
+    let (old, new) = (cstr(old)?, cstr(new)?);
+    // SAFETY: both names are valid C strings for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            old_dir.as_raw_fd(),
+            old.as_ptr(),
+            new_dir.as_raw_fd(),
+            new.as_ptr(),
+            flags,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Valid nanoseconds for a timestamp: a real value or the two specials.
+fn valid_nsec(nsec: i64) -> bool {
+    (0..1_000_000_000).contains(&nsec) || nsec == libc::UTIME_NOW || nsec == libc::UTIME_OMIT
 }
 
 /// `fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`: works on
@@ -170,22 +294,43 @@ fn parse_dirents(buf: &[u8]) -> impl Iterator<Item = Result<RawDirent<'_>, Errno
     })
 }
 
+/// Where a fid was reached from: its directory and its name there.
+struct ParentRef {
+    /// `O_PATH` fd of the directory.
+    fd: Arc<OwnedFd>,
+    name: Vec<u8>,
+    /// The directory's identity, to find the fids a rename moves.
+    dev: u64,
+    ino: u64,
+}
+
 struct FidEntry {
     /// `O_PATH` fd of the file itself.
     fd: Arc<OwnedFd>,
-    /// `O_PATH` fd of the directory it was walked from, with `name`; used
-    /// to re-open non-directories without following symlinks. `None` for
-    /// an attach (root) fid.
-    parent: Option<(Arc<OwnedFd>, Vec<u8>)>,
+    /// The directory it was walked from (or created in) and its name
+    /// there; kept up to date by our renames. Used to re-open
+    /// non-directories without following symlinks when `/proc` is
+    /// unavailable, and to hard-link them without `CAP_DAC_READ_SEARCH`.
+    /// `None` for an attach (root) fid.
+    parent: Option<ParentRef>,
     /// Cached stat at walk time; the file type of an inode never changes.
     stat: Stat,
     /// Lazily opened `O_RDONLY | O_DIRECTORY` fd used by Readdir.
     dir: Option<OwnedFd>,
 }
 
+/// What Mkdir, Symlink and Mknod make.
+enum Make {
+    Dir { mode: u32 },
+    Symlink { target: Vec<u8> },
+    Node { mode: u32 },
+}
+
 struct Server {
     root: Arc<OwnedFd>,
     read_only: bool,
+    /// Running as root: new files get the owner the client asks for.
+    is_root: bool,
     fids: HashMap<Fid, FidEntry>,
     next_fid: Fid,
     dents: Vec<u8>,
@@ -196,6 +341,7 @@ impl Server {
         Server {
             root: Arc::new(root),
             read_only,
+            is_root: nix::unistd::geteuid().is_root(),
             fids: HashMap::new(),
             next_fid: 1,
             dents: vec![0u8; 32 * 1024],
@@ -218,6 +364,9 @@ impl Server {
 
     /// Handles one request; an `Ok` may carry an fd to donate.
     fn handle(&mut self, req: Request) -> Result<(Reply, Option<OwnedFd>), Errno> {
+        if self.read_only && req.op().modifies() {
+            return Err(Errno::EROFS);
+        }
         match req {
             Request::Attach => {
                 let stat = stat_fd(self.root.as_fd())?;
@@ -233,22 +382,15 @@ impl Server {
                 // The decoder already validated `name`; check again here
                 // because confinement depends on it.
                 protocol::validate_name(&name)?;
-                let parent = self.entry(dir)?.fd.clone();
-                if self.fids.len() >= MAX_FIDS {
-                    return Err(Errno::EMFILE);
-                }
+                let pe = self.entry(dir)?;
+                let (parent, pstat) = (pe.fd.clone(), pe.stat);
+                self.room()?;
                 let fd = openat(
                     parent.as_fd(),
                     &name,
                     libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 )?;
-                let stat = stat_fd(fd.as_fd())?;
-                let fid = self.insert(FidEntry {
-                    fd: Arc::new(fd),
-                    parent: Some((parent, name)),
-                    stat,
-                    dir: None,
-                })?;
+                let (fid, stat) = self.insert_child(&parent, &pstat, name, fd)?;
                 Ok((Reply::Walk { fid, stat }, None))
             }
             Request::Stat { fid } => {
@@ -292,7 +434,633 @@ impl Server {
                 self.fids.remove(&fid).ok_or(Errno::EBADF)?;
                 Ok((Reply::Clunk, None))
             }
+            Request::Create {
+                dir,
+                name,
+                flags,
+                mode,
+                uid,
+                gid,
+            } => {
+                let (fid, stat, fd) = self.create(dir, name, flags, mode, uid, gid)?;
+                Ok((Reply::Create { fid, stat }, Some(fd)))
+            }
+            Request::Mkdir {
+                dir,
+                name,
+                mode,
+                uid,
+                gid,
+            } => {
+                let (fid, stat) = self.make(dir, name, Make::Dir { mode }, uid, gid)?;
+                Ok((Reply::Mkdir { fid, stat }, None))
+            }
+            Request::Symlink {
+                dir,
+                name,
+                target,
+                uid,
+                gid,
+            } => {
+                let (fid, stat) = self.make(dir, name, Make::Symlink { target }, uid, gid)?;
+                Ok((Reply::Symlink { fid, stat }, None))
+            }
+            Request::Mknod {
+                dir,
+                name,
+                mode,
+                rdev: _,
+                uid,
+                gid,
+            } => {
+                let (fid, stat) = self.make(dir, name, Make::Node { mode }, uid, gid)?;
+                Ok((Reply::Mknod { fid, stat }, None))
+            }
+            Request::Link { dir, name, target } => {
+                let stat = self.link(dir, &name, target)?;
+                Ok((Reply::Link(stat), None))
+            }
+            Request::Unlink { dir, name, flags } => {
+                protocol::validate_name(&name)?;
+                if flags != 0 && flags != libc::AT_REMOVEDIR as u32 {
+                    return Err(Errno::EINVAL);
+                }
+                let (pfd, _) = self.dir(dir)?;
+                unlinkat(pfd.as_fd(), &name, flags as i32)?;
+                Ok((Reply::Unlink, None))
+            }
+            Request::Rename {
+                old_dir,
+                old_name,
+                new_dir,
+                new_name,
+                flags,
+            } => {
+                self.rename(old_dir, &old_name, new_dir, &new_name, flags)?;
+                Ok((Reply::Rename, None))
+            }
+            Request::SetAttr { fid, attr } => {
+                let stat = self.setattr(fid, &attr)?;
+                Ok((Reply::SetAttr(stat), None))
+            }
+            Request::Fsync { fid } => {
+                let e = self.entry(fid)?;
+                let fd = match e.stat.file_type() {
+                    libc::S_IFDIR => openat(
+                        e.fd.as_fd(),
+                        b".",
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )?,
+                    libc::S_IFREG => self.open(fid, libc::O_RDONLY | libc::O_NONBLOCK)?,
+                    _ => return Err(Errno::EINVAL),
+                };
+                nix::unistd::fsync(fd.as_raw_fd())?;
+                Ok((Reply::Fsync, None))
+            }
+            Request::GetXattr { fid, name } => {
+                let v = self.getxattr(fid, &name)?;
+                Ok((Reply::GetXattr(v), None))
+            }
+            Request::SetXattr {
+                fid,
+                name,
+                value,
+                flags,
+            } => {
+                self.setxattr(fid, &name, &value, flags)?;
+                Ok((Reply::SetXattr, None))
+            }
+            Request::ListXattr { fid } => {
+                let v = self.listxattr(fid)?;
+                Ok((Reply::ListXattr(v), None))
+            }
+            Request::RemoveXattr { fid, name } => {
+                self.removexattr(fid, &name)?;
+                Ok((Reply::RemoveXattr, None))
+            }
         }
+    }
+
+    /// `EMFILE` if the fid table is full: checked before creating a file,
+    /// so that a full table never leaves a new file without a fid.
+    fn room(&self) -> Result<(), Errno> {
+        if self.fids.len() >= MAX_FIDS {
+            return Err(Errno::EMFILE);
+        }
+        Ok(())
+    }
+
+    /// The fd and (walk-time) stat of directory fid `dir`.
+    fn dir(&self, dir: Fid) -> Result<(Arc<OwnedFd>, Stat), Errno> {
+        let e = self.entry(dir)?;
+        if !e.stat.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok((e.fd.clone(), e.stat))
+    }
+
+    /// Adds a fid for `fd`, the `O_PATH` fd of `name` in directory `parent`.
+    fn insert_child(
+        &mut self,
+        parent: &Arc<OwnedFd>,
+        pstat: &Stat,
+        name: Vec<u8>,
+        fd: OwnedFd,
+    ) -> Result<(Fid, Stat), Errno> {
+        let stat = stat_fd(fd.as_fd())?;
+        let fid = self.insert(FidEntry {
+            fd: Arc::new(fd),
+            parent: Some(ParentRef {
+                fd: parent.clone(),
+                name,
+                dev: pstat.st_dev,
+                ino: pstat.st_ino,
+            }),
+            stat,
+            dir: None,
+        })?;
+        Ok((fid, stat))
+    }
+
+    /// The owner a new entry of directory `pfd` gets, and whether the
+    /// directory is set-group-ID: there, as on Linux, the group is the
+    /// directory's (and new directories inherit the bit).
+    fn new_owner(&self, pfd: &OwnedFd, uid: u32, gid: u32) -> Result<(u32, u32, bool), Errno> {
+        let pst = stat_fd(pfd.as_fd())?;
+        if pst.st_mode & libc::S_ISGID != 0 {
+            Ok((uid, pst.st_gid, true))
+        } else {
+            Ok((uid, gid, false))
+        }
+    }
+
+    /// Create: a new regular file, opened with `flags`.
+    fn create(
+        &mut self,
+        dir: Fid,
+        name: Vec<u8>,
+        flags: i32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Fid, Stat, OwnedFd), Errno> {
+        protocol::validate_name(&name)?;
+        if flags & libc::O_DIRECTORY != 0 {
+            // (O_TMPFILE includes O_DIRECTORY.)
+            return Err(Errno::EINVAL);
+        }
+        let oflags = check_open_flags(
+            flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC),
+            false,
+        )?;
+        let (pfd, pstat) = self.dir(dir)?;
+        self.room()?;
+        let (uid, gid, _) = self.new_owner(&pfd, uid, gid)?;
+        let perm = mode & 0o7777;
+        let fd = openat_mode(
+            pfd.as_fd(),
+            &name,
+            oflags | libc::O_CREAT | libc::O_EXCL,
+            perm,
+        )?;
+        // From here on, a failure removes the file again: O_EXCL made it ours.
+        let finish = || -> Result<OwnedFd, Errno> {
+            if self.is_root {
+                nix::unistd::fchown(
+                    fd.as_raw_fd(),
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                )?;
+            }
+            // After the chown, which may clear set-ID bits; exact, whatever
+            // our umask took away.
+            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_retain(perm))?;
+            let path_fd = openat(
+                pfd.as_fd(),
+                &name,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )?;
+            let (a, b) = (stat_fd(fd.as_fd())?, stat_fd(path_fd.as_fd())?);
+            if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+                return Err(Errno::ESTALE);
+            }
+            Ok(path_fd)
+        };
+        match finish() {
+            Ok(path_fd) => {
+                let (fid, stat) = self.insert_child(&pfd, &pstat, name, path_fd)?;
+                Ok((fid, stat, fd))
+            }
+            Err(e) => {
+                let _ = unlinkat(pfd.as_fd(), &name, 0);
+                Err(e)
+            }
+        }
+    }
+
+    /// Mkdir, Symlink, Mknod: makes the entry, then gives it its owner and
+    /// exact mode through a fresh `O_PATH` fd. On failure after the entry
+    /// was made, it is removed again.
+    fn make(
+        &mut self,
+        dir: Fid,
+        name: Vec<u8>,
+        what: Make,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Fid, Stat), Errno> {
+        protocol::validate_name(&name)?;
+        let (pfd, pstat) = self.dir(dir)?;
+        // Checks that need no syscall come first.
+        let (ftype, perm) = match &what {
+            Make::Dir { mode } => (libc::S_IFDIR, mode & 0o7777),
+            Make::Symlink { target } => {
+                protocol::validate_symlink_target(target)?;
+                (libc::S_IFLNK, 0o777)
+            }
+            Make::Node { mode } => {
+                let t = match mode & libc::S_IFMT {
+                    0 | libc::S_IFREG => libc::S_IFREG,
+                    libc::S_IFIFO => libc::S_IFIFO,
+                    libc::S_IFSOCK => libc::S_IFSOCK,
+                    libc::S_IFCHR | libc::S_IFBLK => return Err(Errno::EPERM),
+                    _ => return Err(Errno::EINVAL),
+                };
+                (t, mode & 0o7777)
+            }
+        };
+        self.room()?;
+        let (uid, gid, sgid_dir) = self.new_owner(&pfd, uid, gid)?;
+        let cname = cstr(&name)?;
+        let raw_dir = pfd.as_raw_fd();
+        // SAFETY (all three): `cname` and `ctarget` are valid C strings
+        // for the duration of the calls.
+        let r = match &what {
+            Make::Dir { .. } => unsafe { libc::mkdirat(raw_dir, cname.as_ptr(), perm) },
+            Make::Symlink { target } => {
+                let ctarget = cstr(target)?;
+                unsafe { libc::symlinkat(ctarget.as_ptr(), raw_dir, cname.as_ptr()) }
+            }
+            Make::Node { .. } => unsafe { libc::mknodat(raw_dir, cname.as_ptr(), ftype | perm, 0) },
+        };
+        check(r)?;
+        let perm = if ftype == libc::S_IFDIR && sgid_dir {
+            perm | libc::S_ISGID
+        } else {
+            perm
+        };
+        let finish = || -> Result<OwnedFd, Errno> {
+            let fd = openat(
+                pfd.as_fd(),
+                &name,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )?;
+            if stat_fd(fd.as_fd())?.file_type() != ftype {
+                // Replaced meanwhile (not by us): leave it alone.
+                return Err(Errno::ESTALE);
+            }
+            if self.is_root {
+                chown_fd(fd.as_fd(), uid, gid)?;
+            }
+            if ftype != libc::S_IFLNK {
+                chmod_fd(fd.as_fd(), perm)?;
+            }
+            Ok(fd)
+        };
+        match finish() {
+            Ok(fd) => self.insert_child(&pfd, &pstat, name, fd),
+            Err(e) => {
+                if e != Errno::ESTALE {
+                    let flags = if ftype == libc::S_IFDIR {
+                        libc::AT_REMOVEDIR
+                    } else {
+                        0
+                    };
+                    let _ = unlinkat(pfd.as_fd(), &name, flags);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Link: a new name `name` in `dir` for the file of fid `target`.
+    fn link(&mut self, dir: Fid, name: &[u8], target: Fid) -> Result<Stat, Errno> {
+        protocol::validate_name(name)?;
+        let (pfd, _) = self.dir(dir)?;
+        let te = self.entry(target)?;
+        if te.stat.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        let cname = cstr(name)?;
+        let tfd = te.fd.clone();
+        // 1. linkat(fd, "", AT_EMPTY_PATH): needs CAP_DAC_READ_SEARCH, else ENOENT.
+        // SAFETY: valid C strings for the duration of the calls below.
+        let r = unsafe {
+            libc::linkat(
+                tfd.as_raw_fd(),
+                c"".as_ptr(),
+                pfd.as_raw_fd(),
+                cname.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        let mut res = check(r);
+        // 2. The fd's /proc magic link, followed: the same inode.
+        if matches!(res, Err(Errno::ENOENT) | Err(Errno::EPERM)) && !te.stat.is_symlink() {
+            let path = proc_fd_path(tfd.as_fd());
+            // SAFETY: as above.
+            let r = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    pfd.as_raw_fd(),
+                    cname.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            res = check(r);
+        }
+        // 3. By the name it was reached by, checking the result is the
+        // same file.
+        if matches!(res, Err(Errno::ENOENT) | Err(Errno::EPERM)) {
+            if let Some(p) = &te.parent {
+                let old = cstr(&p.name)?;
+                // SAFETY: as above.
+                let r = unsafe {
+                    libc::linkat(
+                        p.fd.as_raw_fd(),
+                        old.as_ptr(),
+                        pfd.as_raw_fd(),
+                        cname.as_ptr(),
+                        0,
+                    )
+                };
+                res = check(r);
+                if res.is_ok() {
+                    let same = fstatat(Some(pfd.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map(|s| Stat::from(&s))
+                        .map(|s| (s.st_dev, s.st_ino) == (te.stat.st_dev, te.stat.st_ino))
+                        .unwrap_or(false);
+                    if !same {
+                        let _ = unlinkat(pfd.as_fd(), name, 0);
+                        res = Err(Errno::ESTALE);
+                    }
+                }
+            }
+        }
+        res?;
+        stat_fd(tfd.as_fd())
+    }
+
+    fn rename(
+        &mut self,
+        old_dir: Fid,
+        old_name: &[u8],
+        new_dir: Fid,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        protocol::validate_name(old_name)?;
+        protocol::validate_name(new_name)?;
+        let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE;
+        if flags & !known != 0 || flags == known {
+            return Err(Errno::EINVAL);
+        }
+        let (ofd, ost) = self.dir(old_dir)?;
+        let (nfd, nst) = self.dir(new_dir)?;
+        renameat2(ofd.as_fd(), old_name, nfd.as_fd(), new_name, flags)?;
+        // Keep the fids' parent references pointing at their files.
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let old_id = (ost.st_dev, ost.st_ino);
+        let new_id = (nst.st_dev, nst.st_ino);
+        for e in self.fids.values_mut() {
+            let Some(p) = &mut e.parent else { continue };
+            let id = (p.dev, p.ino);
+            let to = if id == old_id && p.name == old_name {
+                Some((&nfd, new_name, new_id))
+            } else if exchange && id == new_id && p.name == new_name {
+                Some((&ofd, old_name, old_id))
+            } else {
+                None
+            };
+            if let Some((fd, name, (dev, ino))) = to {
+                *p = ParentRef {
+                    fd: fd.clone(),
+                    name: name.to_vec(),
+                    dev,
+                    ino,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn setattr(&mut self, fid: Fid, a: &SetAttr) -> Result<Stat, Errno> {
+        let e = self.entry(fid)?;
+        let (fd, ftype) = (e.fd.clone(), e.stat.file_type());
+        // Validate everything before changing anything.
+        if a.mask & SETATTR_MODE != 0 && ftype == libc::S_IFLNK {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if a.mask & SETATTR_SIZE != 0 {
+            match ftype {
+                libc::S_IFREG => {}
+                libc::S_IFDIR => return Err(Errno::EISDIR),
+                _ => return Err(Errno::EINVAL),
+            }
+            if i64::try_from(a.size).is_err() {
+                return Err(Errno::EINVAL);
+            }
+        }
+        if (a.mask & SETATTR_ATIME != 0 && !valid_nsec(a.atime_nsec))
+            || (a.mask & SETATTR_MTIME != 0 && !valid_nsec(a.mtime_nsec))
+        {
+            return Err(Errno::EINVAL);
+        }
+
+        if a.mask & (SETATTR_UID | SETATTR_GID) != 0 {
+            let uid = if a.mask & SETATTR_UID != 0 {
+                a.uid
+            } else {
+                u32::MAX
+            };
+            let gid = if a.mask & SETATTR_GID != 0 {
+                a.gid
+            } else {
+                u32::MAX
+            };
+            chown_fd(fd.as_fd(), uid, gid)?;
+        }
+        if a.mask & SETATTR_MODE != 0 {
+            chmod_fd(fd.as_fd(), a.mode & 0o7777)?;
+        }
+        if a.mask & SETATTR_SIZE != 0 {
+            let w = self.open(fid, libc::O_WRONLY | libc::O_NONBLOCK)?;
+            nix::unistd::ftruncate(&w, a.size as i64)?;
+        }
+        if a.mask & (SETATTR_ATIME | SETATTR_MTIME) != 0 {
+            let ts = |on: bool, sec: i64, nsec: i64| {
+                if on {
+                    libc::timespec {
+                        tv_sec: sec as libc::time_t,
+                        tv_nsec: nsec as libc::c_long,
+                    }
+                } else {
+                    libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: libc::UTIME_OMIT,
+                    }
+                }
+            };
+            let times = [
+                ts(a.mask & SETATTR_ATIME != 0, a.atime_sec, a.atime_nsec),
+                ts(a.mask & SETATTR_MTIME != 0, a.mtime_sec, a.mtime_nsec),
+            ];
+            // SAFETY: `times` is a live array of two timespecs and the
+            // path a static empty C string.
+            let r = unsafe {
+                libc::utimensat(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            match check(r) {
+                // Kernels before AT_EMPTY_PATH support in utimensat: the
+                // magic link (not for symlinks, which it would follow).
+                Err(Errno::EINVAL) if ftype != libc::S_IFLNK => {
+                    let path = proc_fd_path(fd.as_fd());
+                    // SAFETY: as above, with a valid C string path.
+                    check(unsafe {
+                        libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0)
+                    })?;
+                }
+                r => r?,
+            }
+        }
+        stat_fd(fd.as_fd())
+    }
+
+    /// Only the `user.` namespace is served (see the protocol docs).
+    fn check_xattr_name(name: &[u8]) -> Result<CString, Errno> {
+        protocol::validate_xattr_name(name)?;
+        if !name.starts_with(b"user.") {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        cstr(name)
+    }
+
+    /// Runs an xattr call on fid `fid`'s file: through its `/proc/self/fd`
+    /// magic link, or, without `/proc`, on a read-only reopen.
+    fn xattr_call(
+        &mut self,
+        fid: Fid,
+        by_path: impl Fn(&CString) -> libc::ssize_t,
+        by_fd: impl Fn(RawFd) -> libc::ssize_t,
+    ) -> Result<usize, Errno> {
+        let e = self.entry(fid)?;
+        let ftype = e.stat.file_type();
+        let path = proc_fd_path(e.fd.as_fd());
+        match check_size(by_path(&path)) {
+            Err(Errno::ENOENT) => {}
+            r => return r,
+        }
+        let fd = match ftype {
+            libc::S_IFDIR => openat(
+                e.fd.as_fd(),
+                b".",
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )?,
+            libc::S_IFREG => self.open(fid, libc::O_RDONLY | libc::O_NONBLOCK)?,
+            _ => return Err(Errno::EOPNOTSUPP),
+        };
+        check_size(by_fd(fd.as_raw_fd()))
+    }
+
+    fn getxattr(&mut self, fid: Fid, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        let cname = Self::check_xattr_name(name)?;
+        if self.entry(fid)?.stat.is_symlink() {
+            return Err(Errno::ENODATA);
+        }
+        let mut buf = vec![0u8; MAX_MESSAGE - RESPONSE_HEADER_LEN - 4];
+        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+        let r = self.xattr_call(
+            fid,
+            // SAFETY: `ptr` is live and writable for `len` bytes, and the
+            // strings are valid C strings, for the duration of the calls.
+            |p| unsafe { libc::getxattr(p.as_ptr(), cname.as_ptr(), ptr.cast(), len) },
+            |fd| unsafe { libc::fgetxattr(fd, cname.as_ptr(), ptr.cast(), len) },
+        );
+        match r {
+            // Bigger than a reply can carry.
+            Err(Errno::ERANGE) => Err(Errno::E2BIG),
+            Err(e) => Err(e),
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+        }
+    }
+
+    fn setxattr(&mut self, fid: Fid, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        let cname = Self::check_xattr_name(name)?;
+        let known = (libc::XATTR_CREATE | libc::XATTR_REPLACE) as u32;
+        if flags & !known != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if self.entry(fid)?.stat.is_symlink() {
+            return Err(Errno::EPERM);
+        }
+        let (ptr, len, fl) = (value.as_ptr(), value.len(), flags as i32);
+        self.xattr_call(
+            fid,
+            // SAFETY: `value` is live and readable for `len` bytes, and
+            // the strings are valid C strings, for the duration of the calls.
+            |p| unsafe { libc::setxattr(p.as_ptr(), cname.as_ptr(), ptr.cast(), len, fl) as _ },
+            |fd| unsafe { libc::fsetxattr(fd, cname.as_ptr(), ptr.cast(), len, fl) as _ },
+        )
+        .map(drop)
+    }
+
+    fn listxattr(&mut self, fid: Fid) -> Result<Vec<u8>, Errno> {
+        if self.entry(fid)?.stat.is_symlink() {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; MAX_MESSAGE - RESPONSE_HEADER_LEN - 4];
+        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+        let n = self
+            .xattr_call(
+                fid,
+                // SAFETY: `ptr` is live and writable for `len` bytes, and
+                // the path a valid C string, for the duration of the calls.
+                |p| unsafe { libc::listxattr(p.as_ptr(), ptr.cast(), len) },
+                |fd| unsafe { libc::flistxattr(fd, ptr.cast(), len) },
+            )
+            .map_err(|e| if e == Errno::ERANGE { Errno::E2BIG } else { e })?;
+        let mut out = Vec::new();
+        for name in buf.get(..n).unwrap_or(&[]).split(|&b| b == 0) {
+            if name.starts_with(b"user.") {
+                out.extend_from_slice(name);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    fn removexattr(&mut self, fid: Fid, name: &[u8]) -> Result<(), Errno> {
+        let cname = Self::check_xattr_name(name)?;
+        if self.entry(fid)?.stat.is_symlink() {
+            return Err(Errno::EPERM);
+        }
+        self.xattr_call(
+            fid,
+            // SAFETY: the strings are valid C strings for the duration of
+            // the calls.
+            |p| unsafe { libc::removexattr(p.as_ptr(), cname.as_ptr()) as _ },
+            |fd| unsafe { libc::fremovexattr(fd, cname.as_ptr()) as _ },
+        )
+        .map(drop)
     }
 
     fn open(&mut self, fid: Fid, flags: i32) -> Result<OwnedFd, Errno> {
@@ -306,10 +1074,6 @@ impl Server {
             // "." of the directory's own O_PATH fd is the directory itself.
             return openat(e.fd.as_fd(), b".", oflags);
         }
-        let Some((parent, name)) = &e.parent else {
-            // Only attach fids lack a parent, and the root is a directory.
-            return Err(Errno::EBADF);
-        };
         // Opening a FIFO for reading blocks until a writer appears (and
         // for writing until a reader does): never block the gofer. The
         // caller's O_NONBLOCK choice is restored on the new fd below.
@@ -319,7 +1083,27 @@ impl Server {
         }
         // (A write-only non-blocking FIFO open without a reader fails
         // with ENXIO; that is what the caller gets.)
-        let fd = openat(parent.as_fd(), name, oflags)?;
+        //
+        // First through the fid's /proc/self/fd magic link: it names the
+        // fid's inode itself (never a symlink: those were refused above),
+        // even after a rename or unlink. O_NOFOLLOW would refuse the magic
+        // link itself.
+        let fd = match openat(
+            self.root.as_fd(),
+            proc_fd_path(e.fd.as_fd()).as_bytes(),
+            oflags & !libc::O_NOFOLLOW,
+        ) {
+            // No /proc: by the name it was reached by, without following.
+            Err(Errno::ENOENT) => {
+                let Some(p) = &e.parent else {
+                    // Only attach fids lack a parent, and the root is a
+                    // directory.
+                    return Err(Errno::EBADF);
+                };
+                openat(p.fd.as_fd(), &p.name, oflags)?
+            }
+            r => r?,
+        };
         // The name may have been replaced since the walk: make sure the
         // new fd is the same inode as the fid.
         let now = stat_fd(fd.as_fd())?;
@@ -396,7 +1180,7 @@ impl Server {
 ///
 /// `root` must be a directory (an `O_PATH` fd is enough); `sock` must be a
 /// `SOCK_SEQPACKET` Unix socket. With `read_only`, every Open asking for
-/// write access gets `EROFS`. Malformed messages get an error reply
+/// write access, and every op that changes the tree, gets `EROFS`. Malformed messages get an error reply
 /// (`EINVAL`, or `ENOSYS` for an unknown op) and the loop goes on.
 pub fn serve(root: OwnedFd, sock: OwnedFd, read_only: bool) -> anyhow::Result<()> {
     let root_stat = stat_fd(root.as_fd()).context("fstat gofer root")?;

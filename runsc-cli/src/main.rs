@@ -160,6 +160,11 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         .arg("--root")
         .arg(&root)
         .args(["--fd", "3"]);
+    // Without the overlay, an image directory the user named is served
+    // writable (the guest's changes land in it); the host's own root never is.
+    if !d.overlay && d.image_root.is_some() {
+        cmd.arg("--rw");
+    }
     // SAFETY: between fork and exec we only call async-signal-safe dup2 and
     // prctl on fds and values we own.
     unsafe {

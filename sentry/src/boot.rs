@@ -58,15 +58,20 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
         image
     };
     let vfs = Arc::new(Vfs::new(root));
-    if cfg.private_tmp {
-        vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777));
+    if cfg.overlay {
+        vfs.set_root_fstype("overlay", false);
+    } else {
+        vfs.set_root_fstype("9p", true);
     }
-    vfs.mount(b"/dev", fs::dev::new_devfs());
-    // Until our procfs and sysfs exist, the host's must not show through
-    // the gofer: the guest sees empty, read-only directories there.
-    vfs.mount(b"/proc", fs::tmpfs::new_tmpfs(0o555));
-    vfs.mount(b"/sys", fs::tmpfs::new_tmpfs(0o555));
+    if cfg.private_tmp {
+        vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
+    }
+    vfs.mount(b"/dev", fs::dev::new_devfs(), "devtmpfs");
+    // Until our sysfs exists, the host's must not show through the gofer:
+    // the guest sees an empty directory there (listed as the tmpfs it is).
+    vfs.mount(b"/sys", fs::tmpfs::new_tmpfs(0o555), "tmpfs");
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
+    vfs.mount(b"/proc", fs::proc::new_procfs(&kernel), "proc");
 
     let fsctx = {
         let fsc = FsContext {

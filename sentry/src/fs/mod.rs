@@ -10,6 +10,7 @@ pub mod gofer;
 pub mod host;
 pub mod overlay;
 pub mod pipe;
+pub mod proc;
 pub mod tmpfs;
 
 use crate::errno::{Errno, KResult};

@@ -33,6 +33,8 @@ struct DirState {
     opaque: bool,
 }
 
+const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+
 fn key(i: &Arc<dyn Inode>) -> usize {
     Arc::as_ptr(i) as *const () as usize
 }
@@ -473,6 +475,18 @@ impl Inode for OverlayNode {
 
     fn fs_id(&self) -> usize {
         self.fs.id
+    }
+
+    /// As on overlayfs: the upper (memory) layer's space, overlay's magic.
+    fn statfs(&self) -> KResult<crate::vfs::Statfs> {
+        let mut root = self.self_arc()?;
+        while let Some(p) = root.parent.clone() {
+            root = p;
+        }
+        let mut st = root.upper().ok_or(Errno::EIO)?.statfs()?;
+        st.fs_type = OVERLAYFS_SUPER_MAGIC;
+        st.fsid = [self.fs.id as u32, (self.fs.id >> 32) as u32];
+        Ok(st)
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -150,6 +150,17 @@ impl Pipe {
         self.len() == 0
     }
 
+    /// Copies up to `buf.len()` queued bytes into `buf` without consuming
+    /// them (tee(2)); returns how many.
+    pub fn peek(&self, buf: &mut [u8]) -> usize {
+        let s = lock(&self.state);
+        let n = buf.len().min(s.buf.len());
+        for (d, b) in buf[..n].iter_mut().zip(s.buf.iter()) {
+            *d = *b;
+        }
+        n
+    }
+
     pub fn queue(&self) -> &WaitQueue {
         &self.queue
     }
@@ -422,6 +433,22 @@ mod tests {
         );
         assert_eq!(p.try_read(&mut sink), Some(Ok(0)));
         assert_eq!(r.readiness(ALL), POLLHUP);
+    }
+
+    #[test]
+    fn peek_does_not_consume() {
+        let (r, _w) = new_pipe();
+        let p = pipe_of(&*r).unwrap().clone();
+        let mut n = 0;
+        assert_eq!(p.try_write(b"hello", &mut n), Some(Ok(5)));
+        let mut b = [0u8; 3];
+        assert_eq!(p.peek(&mut b), 3);
+        assert_eq!(&b, b"hel");
+        let mut all = [0u8; 10];
+        assert_eq!(p.peek(&mut all), 5);
+        assert_eq!(p.try_read(&mut all), Some(Ok(5)));
+        assert_eq!(&all[..5], b"hello");
+        assert_eq!(p.peek(&mut all), 0);
     }
 
     #[test]

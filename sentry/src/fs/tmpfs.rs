@@ -436,6 +436,15 @@ impl Drop for TmpfsInode {
 }
 
 impl Inode for TmpfsInode {
+    /// Real accounting: the size limit and the pages in use.
+    fn statfs(&self) -> KResult<crate::vfs::Statfs> {
+        let (used, max) = self.usage();
+        let mut st = crate::vfs::Statfs::synthetic(self.fs_id());
+        st.blocks = max;
+        st.bfree = max.saturating_sub(used);
+        st.bavail = st.bfree;
+        Ok(st)
+    }
     fn stat(&self) -> KResult<Stat> {
         let m = lock(&self.meta).clone();
         let (size, blocks) = match &self.kind {

@@ -52,6 +52,8 @@ impl CurrentTask {
             }
         };
         if last {
+            // POSIX record locks die with their process.
+            crate::vfs::lock::release_process(&tg);
             let status = tg.exiting().unwrap_or(status);
             kernel.process_exit(tg.tgid, status);
         }

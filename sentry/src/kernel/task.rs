@@ -38,6 +38,12 @@ pub struct ThreadGroup {
     pub dead_cpu_ns: AtomicU64,
     pub children_cpu_ns: AtomicU64,
     pub start: Instant,
+    /// What /proc shows for a zombie, whose tasks are gone: the name and
+    /// credentials of the leader (or of the last thread seen exiting).
+    pub exit_info: Mutex<Option<(Vec<u8>, Creds)>>,
+    /// /proc/<pid>/oom_score_adj (stored, not acted upon: the host's OOM
+    /// killer sees the sandbox as a whole).
+    pub oom_score_adj: AtomicI32,
 }
 
 pub fn default_rlimits() -> [[u64; 2]; RLIMIT_COUNT] {
@@ -69,6 +75,8 @@ impl ThreadGroup {
             dead_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
             start: Instant::now(),
+            exit_info: Mutex::new(None),
+            oom_score_adj: AtomicI32::new(0),
         })
     }
 
@@ -125,7 +133,14 @@ pub struct Task {
     pub niceness: AtomicI32,
     /// The wait status exit(2) left, used if this is the last thread.
     pub thread_exit_status: AtomicI32,
+    /// Blocked in `block_until` (/proc shows "S"; otherwise "R").
+    pub sleeping: AtomicBool,
 }
+
+/// Tasks created since start and the last tid handed out, for /proc/stat's
+/// "processes" and /proc/loadavg's last pid.
+pub static TASKS_CREATED: AtomicU64 = AtomicU64::new(0);
+pub static LAST_TID: AtomicI32 = AtomicI32::new(0);
 
 impl Task {
     #[allow(clippy::too_many_arguments)]
@@ -140,6 +155,8 @@ impl Task {
         mask: u64,
         comm: Vec<u8>,
     ) -> KResult<Arc<Task>> {
+        TASKS_CREATED.fetch_add(1, Ordering::Relaxed);
+        LAST_TID.store(tid, Ordering::Relaxed);
         Ok(Arc::new(Task {
             tid,
             kernel,
@@ -163,6 +180,7 @@ impl Task {
             host_tid: AtomicI32::new(0),
             niceness: AtomicI32::new(0),
             thread_exit_status: AtomicI32::new(libc::SIGKILL),
+            sleeping: AtomicBool::new(false),
         }))
     }
 
@@ -245,7 +263,9 @@ impl Task {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break Err(Errno::ETIMEDOUT);
             }
+            self.sleeping.store(true, Ordering::Relaxed);
             self.waiter.sleep(&mut pfds, deadline);
+            self.sleeping.store(false, Ordering::Relaxed);
         };
         for q in queues {
             q.remove(&self.waiter);
@@ -348,6 +368,7 @@ impl CurrentTask {
     pub fn run(mut self) {
         loop {
             if let Some(status) = self.check_signals() {
+                self.remember_for_zombie();
                 self.exit(status);
                 return;
             }
@@ -360,6 +381,14 @@ impl CurrentTask {
                     self.kernel.kill_group(&self.tg, libc::SIGKILL);
                 }
             }
+        }
+    }
+
+    /// Keeps what /proc shows of a zombie (its tasks are gone by then).
+    fn remember_for_zombie(&self) {
+        let mut info = lock(&self.tg.exit_info);
+        if info.is_none() || self.tid == self.tgid() {
+            *info = Some((lock(&self.comm).clone(), self.creds()));
         }
     }
 

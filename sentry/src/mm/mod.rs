@@ -420,6 +420,17 @@ impl MemoryManager {
         })
     }
 
+    /// Reads ignoring page protection, as Linux's FOLL_FORCE reads of
+    /// another process's memory (/proc/<pid>/cmdline, environ): only an
+    /// unmapped address fails.
+    pub fn copy_in_force(&self, addr: u64, buf: &mut [u8]) -> KResult<()> {
+        let dst = buf.as_mut_ptr();
+        self.access(addr, buf.len(), 0, |p, off, n| {
+            // SAFETY: as in copy_in.
+            unsafe { std::ptr::copy_nonoverlapping(p, dst.add(off), n) }
+        })
+    }
+
     /// Writes ignoring page protection (the loader filling read-only text).
     pub fn copy_out_force(&self, addr: u64, buf: &[u8]) -> KResult<()> {
         let src = buf.as_ptr();

@@ -7,6 +7,7 @@ pub mod sys_file;
 pub mod sys_mmap;
 pub mod sys_poll;
 pub mod sys_signal;
+pub mod sys_splice;
 pub mod sys_stat;
 pub mod sys_thread;
 pub mod sys_time;
@@ -83,6 +84,7 @@ table! {
     SYS_kill => sys_signal::kill,
     SYS_uname => sys_thread::uname,
     SYS_fcntl => sys_file::fcntl,
+    SYS_flock => sys_file::flock,
     SYS_fsync => sys_file::fsync,
     SYS_fdatasync => sys_file::fsync,
     SYS_truncate => sys_stat::truncate,
@@ -186,8 +188,12 @@ table! {
     SYS_set_robust_list => sys_thread::set_robust_list,
     SYS_get_robust_list => sys_thread::get_robust_list,
     SYS_utimensat => sys_stat::utimensat,
+    SYS_splice => sys_splice::splice,
+    SYS_tee => sys_splice::tee,
+    SYS_vmsplice => sys_splice::vmsplice,
     SYS_epoll_pwait => sys_poll::epoll_pwait,
     SYS_eventfd => sys_file::eventfd,
+    SYS_fallocate => sys_splice::fallocate,
     SYS_eventfd2 => sys_file::eventfd2,
     SYS_epoll_create1 => sys_poll::epoll_create1,
     SYS_dup3 => sys_file::dup3,
@@ -199,6 +205,7 @@ table! {
     SYS_renameat2 => sys_stat::renameat2,
     SYS_getrandom => sys_thread::getrandom,
     SYS_execveat => sys_thread::execveat,
+    SYS_copy_file_range => sys_splice::copy_file_range,
     SYS_statx => sys_stat::statx,
     SYS_clone3 => sys_thread::clone3,
     SYS_close_range => sys_file::close_range,

@@ -1,5 +1,5 @@
 //! File descriptor system calls: open/close/read/write and friends, dup,
-//! fcntl, pipes, ioctl, getdents, eventfd.
+//! fcntl (with record locks), flock, pipes, ioctl, getdents, eventfd.
 
 use super::{path_arg, Args};
 use crate::errno::{Errno, KResult};
@@ -8,12 +8,13 @@ use crate::kernel::signal::SigInfo;
 use crate::kernel::task::{lock, CurrentTask};
 use crate::kernel::task_fs::AT_FDCWD;
 use crate::vfs::file::FileOps;
+use crate::vfs::lock::{self as flocks, LockType, Requester};
 use crate::vfs::{dtype_of_mode, File, Stat};
 use std::sync::Arc;
 
 /// Largest single transfer we stage through the sentry at once; larger
 /// requests are short reads/writes, which Linux allows.
-const MAX_RW: usize = 16 << 20;
+pub(crate) const MAX_RW: usize = 16 << 20;
 
 fn fd_arg(a: u64) -> i32 {
     a as i32
@@ -32,7 +33,7 @@ pub fn install(t: &CurrentTask, f: Arc<File>, cloexec: bool) -> KResult<u64> {
 }
 
 /// Sends SIGPIPE for EPIPE from a write, as Linux does.
-fn sigpipe(t: &CurrentTask, r: KResult<usize>) -> KResult<usize> {
+pub(crate) fn sigpipe(t: &CurrentTask, r: KResult<usize>) -> KResult<usize> {
     if r == Err(Errno::EPIPE) {
         t.kernel.send_to_task(
             &t.task,
@@ -82,7 +83,7 @@ pub fn pwrite64(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     Ok(sigpipe(t, r)? as u64)
 }
 
-fn iovecs(t: &CurrentTask, addr: u64, cnt: u64) -> KResult<Vec<(u64, usize)>> {
+pub(crate) fn iovecs(t: &CurrentTask, addr: u64, cnt: u64) -> KResult<Vec<(u64, usize)>> {
     if cnt > 1024 {
         return Err(Errno::EINVAL);
     }
@@ -280,8 +281,15 @@ pub fn creat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 
 pub fn close(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let f = t.fd_table().remove(fd_arg(a[0]))?;
-    drop(f);
+    closed(t, f);
     Ok(0)
+}
+
+/// An fd of `f` was closed by this process: POSIX record locks of the
+/// process on that file go (whichever fd set them), then the reference.
+fn closed(t: &CurrentTask, f: Arc<File>) {
+    flocks::on_close(&t.tg, &f);
+    drop(f);
 }
 
 pub fn close_range(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
@@ -295,8 +303,23 @@ pub fn close_range(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         let copy = t.fd_table().fork();
         *lock(&t.task.fds) = copy;
     }
-    t.fd_table()
-        .close_range(first, last, flags & CLOSE_RANGE_CLOEXEC != 0);
+    let cloexec = flags & CLOSE_RANGE_CLOEXEC != 0;
+    // The files about to close, for the POSIX lock rule (only looked up
+    // when some lock exists).
+    let victims: Vec<Arc<File>> = if !cloexec && flocks::any_locks() {
+        let fds = t.fd_table();
+        fds.fds()
+            .into_iter()
+            .filter(|&fd| fd as u32 >= first && fd as u32 <= last)
+            .filter_map(|fd| fds.get(fd).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    t.fd_table().close_range(first, last, cloexec);
+    for f in victims {
+        closed(t, f);
+    }
     Ok(0)
 }
 
@@ -316,7 +339,9 @@ pub fn dup2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         return Ok(a[1] as i32 as u64);
     }
     let old = t.fd_table().install_at(a[1] as i32, f, false, nofile(t))?;
-    drop(old);
+    if let Some(old) = old {
+        closed(t, old);
+    }
     Ok(a[1] as i32 as u64)
 }
 
@@ -329,7 +354,9 @@ pub fn dup3(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let old = t
         .fd_table()
         .install_at(a[1] as i32, f, flags & libc::O_CLOEXEC != 0, nofile(t))?;
-    drop(old);
+    if let Some(old) = old {
+        closed(t, old);
+    }
     Ok(a[1] as i32 as u64)
 }
 
@@ -369,16 +396,113 @@ pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             p.set_capacity(a[2], t.creds().privileged())
                 .map(|n| n as u64)
         }
-        // Record locks are not implemented yet (filesystem issue): say so
-        // with the errno Linux uses when no locks are available.
-        libc::F_SETLK
+        cmd @ (libc::F_SETLK
         | libc::F_SETLKW
         | libc::F_GETLK
         | libc::F_OFD_SETLK
         | libc::F_OFD_SETLKW
-        | libc::F_OFD_GETLK => Err(Errno::ENOLCK),
+        | libc::F_OFD_GETLK) => record_lock(t, &f, cmd, a[2]),
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// fcntl's record-lock commands. `struct flock` on x86-64 (32 bytes):
+/// l_type i16 @0, l_whence i16 @2, l_start i64 @8, l_len i64 @16,
+/// l_pid i32 @24.
+fn record_lock(t: &CurrentTask, f: &Arc<File>, cmd: i32, addr: u64) -> KResult<u64> {
+    // O_PATH descriptors only serve the fd-level commands.
+    if f.flags() & libc::O_PATH as u32 != 0 {
+        return Err(Errno::EBADF);
+    }
+    let mut b = [0u8; 32];
+    t.mm.copy_in(addr, &mut b)?;
+    let l_type = i16::from_le_bytes([b[0], b[1]]);
+    let l_whence = i16::from_le_bytes([b[2], b[3]]);
+    let l_start = i64::from_le_bytes(b[8..16].try_into().unwrap());
+    let l_len = i64::from_le_bytes(b[16..24].try_into().unwrap());
+    let l_pid = i32::from_le_bytes(b[24..28].try_into().unwrap());
+    let ofd = matches!(
+        cmd,
+        libc::F_OFD_SETLK | libc::F_OFD_SETLKW | libc::F_OFD_GETLK
+    );
+    let getlk = cmd == libc::F_GETLK || cmd == libc::F_OFD_GETLK;
+    // The checks in Linux's order (fcntl_getlk / fcntl_setlk).
+    let typ = LockType::from_l_type(l_type)?;
+    if getlk && typ.is_none() {
+        return Err(Errno::EINVAL);
+    }
+    let (start, end) = flocks::resolve_range(
+        l_whence,
+        l_start,
+        l_len,
+        // Files without a position (pipes) count from 0.
+        || Ok(f.seek(0, libc::SEEK_CUR).unwrap_or(0) as i64),
+        || f.ops.stat().map(|s| s.size as i64),
+    )?;
+    if !getlk {
+        // Setting a lock needs the matching access mode.
+        match typ {
+            Some(LockType::Read) if !f.readable() => return Err(Errno::EBADF),
+            Some(LockType::Write) if !f.writable() => return Err(Errno::EBADF),
+            _ => {}
+        }
+    }
+    // OFD requests must come with l_pid 0 (reserved for future use).
+    if ofd && l_pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let req = if ofd {
+        Requester::ofd(f)
+    } else {
+        Requester::posix(&t.task)
+    };
+    if let (true, Some(typ)) = (getlk, typ) {
+        match flocks::test_lock(&t.task, f, &req, typ, start, end) {
+            None => b[0..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes()),
+            Some(c) => {
+                let len = if c.end == flocks::OFFSET_MAX {
+                    0
+                } else {
+                    c.end - c.start + 1
+                };
+                b[0..2].copy_from_slice(&c.typ.l_type().to_le_bytes());
+                b[2..4].copy_from_slice(&(libc::SEEK_SET as i16).to_le_bytes());
+                b[8..16].copy_from_slice(&c.start.to_le_bytes());
+                b[16..24].copy_from_slice(&len.to_le_bytes());
+                b[24..28].copy_from_slice(&c.pid.to_le_bytes());
+            }
+        }
+        t.mm.copy_out(addr, &b)?;
+        return Ok(0);
+    }
+    let wait = cmd == libc::F_SETLKW || cmd == libc::F_OFD_SETLKW;
+    flocks::set_lock(&t.task, f, &req, typ, start, end, wait)?;
+    Ok(0)
+}
+
+/// flock(2): whole-file locks owned by the open file description.
+pub fn flock(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    const LOCK_MAND: u32 = 32;
+    let f = get_file(t, a[0])?;
+    if f.flags() & libc::O_PATH as u32 != 0 {
+        return Err(Errno::EBADF);
+    }
+    let op = a[1] as u32;
+    // LOCK_MAND is ignored since Linux 5.15 (with a warning).
+    if op & LOCK_MAND != 0 {
+        return Ok(0);
+    }
+    let typ = match op & !(libc::LOCK_NB as u32) {
+        x if x == libc::LOCK_SH as u32 => Some(LockType::Read),
+        x if x == libc::LOCK_EX as u32 => Some(LockType::Write),
+        x if x == libc::LOCK_UN as u32 => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    if typ.is_some() && !f.readable() && !f.writable() {
+        return Err(Errno::EBADF);
+    }
+    flocks::flock(&t.task, &f, typ, op & libc::LOCK_NB as u32 == 0)?;
+    Ok(0)
 }
 
 pub fn ioctl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {

@@ -502,41 +502,20 @@ pub fn utimensat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     Ok(0)
 }
 
-fn write_statfs(t: &CurrentTask, d_fs_id: usize, addr: u64) -> KResult<u64> {
-    // struct statfs (120 bytes): type, bsize, blocks, bfree, bavail, files,
-    // ffree, fsid[2], namelen, frsize, flags, spare[4].
-    let read_only = d_fs_id == t.kernel.vfs.root.inode.fs_id();
-    let vals: [u64; 11] = [
-        if read_only { 0x0102_1994 } else { 0x0102_1994 }, // TMPFS_MAGIC-like: our own fs
-        4096,
-        1 << 20,
-        if read_only { 0 } else { 1 << 19 },
-        if read_only { 0 } else { 1 << 19 },
-        1 << 20,
-        1 << 19,
-        0,
-        255,
-        4096,
-        if read_only { libc::ST_RDONLY } else { 0 },
-    ];
-    let mut b = vec![0u8; 120];
-    for (i, v) in vals.iter().enumerate() {
-        b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-    }
-    t.mm.copy_out(addr, &b)?;
-    Ok(0)
-}
-
 pub fn statfs(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let p = path_arg(t, a[0])?;
     let d = t.lookup_at(AT_FDCWD, &p, true, false)?;
-    write_statfs(t, d.inode.fs_id(), a[1])
+    t.mm.copy_out(a[1], &d.inode.statfs()?.to_linux())
+        .map(|_| 0)
 }
 
 pub fn fstatfs(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let f = get_file(t, a[0])?;
-    let id = f.dentry.as_ref().map(|d| d.inode.fs_id()).unwrap_or(0);
-    write_statfs(t, id, a[1])
+    let st = f
+        .dentry
+        .as_ref()
+        .map_or(Ok(crate::vfs::Statfs::synthetic(0)), |d| d.inode.statfs())?;
+    t.mm.copy_out(a[1], &st.to_linux()).map(|_| 0)
 }
 
 /// The *xattr family: our filesystems keep no extended attributes yet, so

@@ -7,7 +7,7 @@ use crate::kernel::task::Task;
 use crate::kernel::waiter::WaitQueue;
 use std::any::Any;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub const POLLIN: u32 = libc::POLLIN as u32;
@@ -70,6 +70,9 @@ pub struct File {
     /// The directory listing getdents walks, taken when reading starts at
     /// offset 0, so entries removed or added meanwhile never shift it.
     pub dir_snapshot: Mutex<Option<Arc<Vec<DirEntry>>>>,
+    /// Which advisory locks (vfs::lock::HOLDS_* bits) this description may
+    /// hold, so the last reference releases them.
+    pub lock_state: AtomicU8,
 }
 
 impl File {
@@ -87,6 +90,7 @@ impl File {
             pos: Mutex::new(0),
             dentry,
             dir_snapshot: Mutex::new(None),
+            lock_state: AtomicU8::new(0),
         })
     }
 
@@ -209,5 +213,15 @@ impl File {
         }
         *pos = new as u64;
         Ok(*pos)
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // flock and OFD locks belong to the open file description; POSIX
+        // locks set through it go too (their owner has closed it).
+        if *self.lock_state.get_mut() != 0 {
+            super::lock::release_file(self);
+        }
     }
 }

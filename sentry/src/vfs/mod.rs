@@ -3,6 +3,7 @@
 
 pub mod fd_table;
 pub mod file;
+pub mod lock;
 pub mod path;
 
 pub use fd_table::FdTable;
@@ -128,6 +129,74 @@ pub fn makedev(major: u32, minor: u32) -> u64 {
     ((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff)
 }
 
+/// Filesystem statistics as statfs(2) reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Statfs {
+    pub fs_type: u64,
+    pub bsize: u64,
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub fsid: [u32; 2],
+    pub namelen: u64,
+    pub frsize: u64,
+    /// ST_* mount flags (ST_VALID, ST_RDONLY, ST_NOSUID, ...).
+    pub flags: u64,
+}
+
+/// TMPFS_MAGIC: what in-memory filesystems report by default.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// Set in every statfs f_flags since Linux 2.6.36: the flags are meaningful
+/// (glibc's statvfs relies on it rather than parsing /proc/mounts).
+pub const ST_VALID: u64 = 0x20;
+
+impl Statfs {
+    /// What a filesystem that keeps no accounting reports: an in-memory
+    /// filesystem with plenty of room.
+    pub fn synthetic(fs_id: usize) -> Statfs {
+        Statfs {
+            fs_type: TMPFS_MAGIC,
+            bsize: 4096,
+            blocks: 1 << 20,
+            bfree: 1 << 19,
+            bavail: 1 << 19,
+            files: 1 << 20,
+            ffree: 1 << 19,
+            fsid: [fs_id as u32, (fs_id >> 32) as u32],
+            namelen: 255,
+            frsize: 4096,
+            flags: ST_VALID,
+        }
+    }
+
+    /// The x86-64 `struct statfs` layout (120 bytes): f_type, f_bsize,
+    /// f_blocks, f_bfree, f_bavail, f_files, f_ffree, f_fsid[2] (two i32),
+    /// f_namelen, f_frsize, f_flags, f_spare[4].
+    pub fn to_linux(&self) -> [u8; 120] {
+        let mut b = [0u8; 120];
+        let fsid = (self.fsid[0] as u64) | ((self.fsid[1] as u64) << 32);
+        let vals = [
+            self.fs_type,
+            self.bsize,
+            self.blocks,
+            self.bfree,
+            self.bavail,
+            self.files,
+            self.ffree,
+            fsid,
+            self.namelen,
+            self.frsize,
+            self.flags,
+        ];
+        for (i, v) in vals.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DirEntry {
     pub ino: u64,
@@ -195,6 +264,12 @@ pub trait Inode: Send + Sync + Any {
     }
     fn truncate(&self, _len: u64) -> KResult<()> {
         Err(Errno::EROFS)
+    }
+    /// statfs(2) of the filesystem holding this object. The default suits
+    /// in-memory filesystems without accounting; filesystems that know
+    /// better (the gofer's host numbers, tmpfs's size limit) override it.
+    fn statfs(&self) -> KResult<Statfs> {
+        Ok(Statfs::synthetic(self.fs_id()))
     }
     /// Identifies the filesystem, so rename/link across filesystems give EXDEV.
     fn fs_id(&self) -> usize;

@@ -58,10 +58,30 @@ pub struct FsContext {
     pub umask: u32,
 }
 
+/// One entry of the mount table, as /proc/<pid>/mounts lists it.
+#[derive(Clone)]
+pub struct MountPoint {
+    /// Absolute path of the mount point ("/" for the root).
+    pub path: Vec<u8>,
+    pub fstype: &'static str,
+    pub readonly: bool,
+    /// The mounted filesystem's root.
+    pub root: Arc<dyn Inode>,
+}
+
+struct Mount {
+    root: Arc<dyn Inode>,
+    fstype: &'static str,
+    /// Mount order, for listing.
+    seq: u64,
+}
+
 pub struct Vfs {
     pub root: Arc<Dentry>,
-    /// Mount points by absolute path → the mounted filesystem's root inode.
-    mounts: Mutex<HashMap<Vec<u8>, Arc<dyn Inode>>>,
+    /// Mount points by absolute path → the mounted filesystem.
+    mounts: Mutex<HashMap<Vec<u8>, Mount>>,
+    /// The root filesystem's type and whether it is read-only.
+    root_fs: Mutex<(&'static str, bool)>,
 }
 
 impl Vfs {
@@ -69,14 +89,48 @@ impl Vfs {
         Vfs {
             root: Dentry::root(root),
             mounts: Mutex::new(HashMap::new()),
+            root_fs: Mutex::new(("rootfs", false)),
         }
     }
 
-    pub fn mount(&self, path: &[u8], fs_root: Arc<dyn Inode>) {
-        self.mounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path.to_vec(), fs_root);
+    /// Mounts `fs_root` (a filesystem of type `fstype`) at absolute `path`.
+    pub fn mount(&self, path: &[u8], fs_root: Arc<dyn Inode>, fstype: &'static str) {
+        let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = m.values().map(|x| x.seq + 1).max().unwrap_or(0);
+        m.insert(
+            path.to_vec(),
+            Mount {
+                root: fs_root,
+                fstype,
+                seq,
+            },
+        );
+    }
+
+    /// Records what the root filesystem is, for the mount table.
+    pub fn set_root_fstype(&self, fstype: &'static str, readonly: bool) {
+        *self.root_fs.lock().unwrap_or_else(|p| p.into_inner()) = (fstype, readonly);
+    }
+
+    /// The mount table: the root first, then each mount in mount order.
+    pub fn mount_points(&self) -> Vec<MountPoint> {
+        let (fstype, readonly) = *self.root_fs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = vec![MountPoint {
+            path: b"/".to_vec(),
+            fstype,
+            readonly,
+            root: self.root.inode.clone(),
+        }];
+        let m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<(&Vec<u8>, &Mount)> = m.iter().collect();
+        v.sort_by_key(|(_, x)| x.seq);
+        out.extend(v.into_iter().map(|(p, x)| MountPoint {
+            path: p.clone(),
+            fstype: x.fstype,
+            readonly: false,
+            root: x.root.clone(),
+        }));
+        out
     }
 
     /// The child `name` of `dir`, crossing into a mount if one covers it.
@@ -94,7 +148,7 @@ impl Vfs {
                     p.push(b'/');
                 }
                 p.extend_from_slice(name);
-                m.get(&p).cloned()
+                m.get(&p).map(|x| x.root.clone())
             }
         };
         let inode = match mounted {

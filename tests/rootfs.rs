@@ -1,0 +1,200 @@
+//! Image roots (`runsc do --root DIR`): a busybox tree built from the host's
+//! static busybox, the overlay keeping the image byte-for-byte unchanged,
+//! and attempts to reach files outside the image.
+
+use integration_tests::*;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A fresh busybox root in a scratch directory, removed on drop. The
+/// directory beside it holds a "secret" the guest must never read.
+struct Image {
+    base: PathBuf,
+}
+
+impl Image {
+    fn new(tag: &str) -> Image {
+        assert!(
+            Path::new(BUSYBOX).exists(),
+            "{BUSYBOX} missing: install busybox-static (the CI script does)"
+        );
+        let base = std::env::temp_dir().join(format!("runsc-rootfs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        for d in [
+            "bin",
+            "etc",
+            "tmp",
+            "proc",
+            "sys",
+            "dev",
+            "root",
+            "usr/share",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
+        let out = std::process::Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+            }
+        }
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(root.join("etc/hostname"), "image\n").unwrap();
+        std::fs::write(root.join("usr/share/data"), vec![7u8; 100_000]).unwrap();
+        std::os::unix::fs::symlink("../../secret", root.join("etc/escape")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("etc/abs")).unwrap();
+        std::fs::write(base.join("secret"), "SECRET-OUTSIDE-IMAGE\n").unwrap();
+        Image { base }
+    }
+
+    fn root(&self) -> String {
+        self.base.join("root").to_string_lossy().into_owned()
+    }
+
+    fn run(&self, script: &str, extra: &[&str]) -> Outcome {
+        let mut spec = Spec::new(&["/bin/sh", "-c", script])
+            .do_flag("--root")
+            .do_flag(&self.root());
+        for f in extra {
+            spec = spec.do_flag(f);
+        }
+        spec.run_sandbox()
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Everything that identifies a tree: paths, types, modes, owners, sizes,
+/// mtimes, file contents and link targets.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        let what = if m.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(&p).unwrap().display())
+        } else if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            "dir".to_string()
+        } else {
+            let data = std::fs::read(&p).unwrap();
+            format!(
+                "file {} {:x}",
+                data.len(),
+                data.iter().fold(0u64, |h, &b| h
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(b as u64))
+            )
+        };
+        out.insert(
+            rel,
+            format!(
+                "{what} mode={:o} uid={} gid={} mtime={}",
+                m.permissions().mode(),
+                m.uid(),
+                m.gid(),
+                m.mtime()
+            ),
+        );
+    }
+    out
+}
+
+#[test]
+fn busybox_root_runs() {
+    let img = Image::new("basic");
+    let o = img.run("echo hi; cat /etc/hostname; ls /bin/busybox; readlink /bin/sh; wc -c < /usr/share/data; echo $$", &[]);
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "hi\nimage\n/bin/busybox\nbusybox\n100000\n1\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn overlay_leaves_image_byte_for_byte_unchanged() {
+    let img = Image::new("unchanged");
+    let root = PathBuf::from(img.root());
+    let before = snapshot(&root);
+    let o = img.run(
+        "set -e; rm -rf /usr /etc/hostname; echo x > /etc/passwd; chmod 700 /bin; mv /bin/ls /ls2; \
+         mkdir -p /new/a; echo y > /new/a/f; ln -s /new /newlink; touch -d 2001-01-01 /bin/busybox; \
+         cp /bin/busybox /bin/bb2; rm /bin/cat; ls / | sort | tr '\\n' ' '; echo",
+        &[],
+    );
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "bin dev etc ls2 new newlink proc root sys tmp \n",
+        "{o:?}"
+    );
+    let after = snapshot(&root);
+    assert_eq!(before, after, "the image changed on the host");
+}
+
+#[test]
+fn without_overlay_writes_reach_the_image_dir() {
+    let img = Image::new("rw");
+    let o = img.run(
+        "echo written > /etc/new && mkdir /d && mv /etc/hostname /d/h && cat /d/h",
+        &["--overlay=false"],
+    );
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(o.stdout_str(), "image\n", "{o:?}");
+    let root = PathBuf::from(img.root());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/new")).unwrap(),
+        "written\n"
+    );
+    assert!(root.join("d/h").exists() && !root.join("etc/hostname").exists());
+}
+
+#[test]
+fn escapes_stay_inside_the_image() {
+    let img = Image::new("escape");
+    // Each attempt prints what it read; none may print the secret. Symlinks
+    // are resolved against the sandbox's root, `..` stops at the root.
+    let o = img.run(
+        "cat /../secret; cat /../../secret; cd / && cat ../secret; cat /etc/escape; \
+         ln -s / /tmp/x && cat /tmp/x/../secret; ln -s ../../../../secret /tmp/y && cat /tmp/y; \
+         cat /etc/abs; cd /proc/.. && cat ../../secret; \
+         (for i in 1 2 3 4 5 6 7 8 9 10; do ln -sfn / /tmp/race; ln -sfn /etc /tmp/race; done &); \
+         for i in 1 2 3 4 5 6 7 8 9 10; do cat /tmp/race/../secret 2>/dev/null; done; echo end",
+        &[],
+    );
+    assert!(
+        !o.stdout_str().contains("SECRET"),
+        "the guest read a file outside its image:\n{o:?}"
+    );
+    assert!(
+        o.stdout_str().contains("root:x:0:0"),
+        "absolute symlinks resolve inside the image\n{o:?}"
+    );
+    assert!(o.stdout_str().ends_with("end\n"), "{o:?}");
+}
+
+#[test]
+fn missing_root_is_a_clear_error() {
+    let o = Spec::new(&["/bin/true"])
+        .do_flag("--root")
+        .do_flag("/nonexistent-runsc-root")
+        .run_sandbox();
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(o.stderr_str().contains("/nonexistent-runsc-root"), "{o:?}");
+}
