@@ -198,3 +198,22 @@ fn missing_root_is_a_clear_error() {
     assert_eq!(o.code, 125, "{o:?}");
     assert!(o.stderr_str().contains("/nonexistent-runsc-root"), "{o:?}");
 }
+
+#[test]
+fn fifo_chroot_and_mounts() {
+    let img = Image::new("mounts");
+    let o = img.run(
+        "mkfifo /tmp/f && (echo through-fifo > /tmp/f &) && cat /tmp/f; \
+         mkdir -p /tmp/jail/bin && cp /bin/busybox /tmp/jail/bin/ && chroot /tmp/jail /bin/busybox sh -c 'cd /..; ls /'; \
+         mkdir /m && mount -t tmpfs none /m && echo in-tmpfs > /m/f && cat /m/f && umount /m && test ! -e /m/f && echo unmounted; \
+         mount --bind /etc /m && cat /m/hostname && umount /m; \
+         mount -t proc proc /m && test -d /m/self && echo proc-mounted",
+        &[],
+    );
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "through-fifo\nbin\nin-tmpfs\nunmounted\nimage\nproc-mounted\n",
+        "{o:?}"
+    );
+}

@@ -1075,3 +1075,222 @@ fn cp_and_cat_copy_files() {
     );
     assert_eq!(sums[4], sums[5], "sparse copy differs\n{o:?}");
 }
+
+// ---------------------------------------------------------------------------
+// procfs: the sandbox's own /proc (PID 1 is the command; only the
+// sandbox's processes are visible).
+// ---------------------------------------------------------------------------
+
+/// `(pid, ppid, comm)` rows of `ps -e -o pid=,ppid=,comm=` output.
+fn ps_rows(out: &str) -> Vec<(i32, i32, String)> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2..].join(" "),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn proc_ps_shows_only_the_sandbox() {
+    // `; true` keeps the shell from exec'ing ps, so the shell stays PID 1.
+    let o = sh("ps -e -o pid=,ppid=,comm=; true").run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        ps_rows(&o.stdout_str()),
+        vec![(1, 0, "sh".to_string()), (2, 1, "ps".to_string())],
+        "{o:?}"
+    );
+    // ps aux: a header and exactly the shell and ps; PID 1 is the command.
+    let o = sh("sleep 5 & ps aux; kill $!").run_sandbox();
+    assert_code(&o, 0, "sandbox ps aux");
+    let out = o.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{o:?}");
+    assert!(lines[0].starts_with("USER "), "{o:?}");
+    let pid_of = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<i32>().unwrap();
+    assert_eq!(pid_of(lines[1]), 1, "{o:?}");
+    assert!(lines[1].contains("/bin/sh -c sleep 5 & ps aux"), "{o:?}");
+    assert!(lines[2].ends_with("sleep 5"), "{o:?}");
+    assert!(lines[3].ends_with("ps aux"), "{o:?}");
+}
+
+#[test]
+fn proc_self_status_identity() {
+    let o = sh("grep -E '^(Name|Tgid|Pid|PPid|Uid|State):' /proc/self/status; true").run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "Name:\tgrep\nState:\tR (running)\nTgid:\t2\nPid:\t2\nPPid:\t1\nUid:\t0\t0\t0\t0\n",
+        "{o:?}"
+    );
+    // A background sleep (PID 2) seen by a sibling: sleeping, child of the
+    // shell, in its process group and session.
+    let o = sh("sleep 1 & sleep 0.2; cut -d' ' -f1-8 /proc/2/stat; \
+                cut -d' ' -f1,2,4-6 /proc/1/stat; readlink /proc/self; kill $!")
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox stat");
+    assert_eq!(
+        o.stdout_str(),
+        "2 (sleep) S 1 1 1 0 -1\n1 (sh) 0 1 1\n6\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn proc_self_exe_and_cmdline() {
+    let o = assert_same(&["readlink", "/proc/self/exe"]);
+    assert_eq!(o.stdout_str(), "/usr/bin/readlink\n");
+    let o = assert_same_spec(&sh("cat /proc/self/cmdline | tr '\\0' '|'"));
+    assert_eq!(o.stdout_str(), "cat|/proc/self/cmdline|");
+    // PID 1's command line is the sandbox's command.
+    let o = sh("tr '\\0' '|' < /proc/1/cmdline; echo").run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "/bin/sh|-c|tr '\\0' '|' < /proc/1/cmdline; echo|\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn proc_self_fd_listing() {
+    // Checked in the sandbox only: a native run inherits whatever extra fds
+    // the test runner has open. 0-2 are stdio, 3 the listing's own
+    // directory fd, 5 and 7 the shell's.
+    let o = sh(
+        "exec 5</dev/null 7>/dev/null; ls /proc/self/fd | tr '\\n' ' '; readlink /proc/self/fd/5",
+    )
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(o.stdout_str(), "0 1 2 3 5 7 /dev/null\n", "{o:?}");
+    let o = py(r#"
+        import os
+        r, w = os.pipe()
+        print(sorted(os.listdir('/proc/self/fd'), key=int))
+        print(os.readlink(f'/proc/self/fd/{r}').startswith('pipe:['))
+        # Opening a pipe's fd link opens the pipe.
+        fd = os.open(f'/proc/self/fd/{w}', os.O_WRONLY)
+        os.write(fd, b'through /proc')
+        os.close(fd)
+        print(os.read(r, 100))
+    "#)
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox py");
+    assert_eq!(
+        o.stdout_str(),
+        "['0', '1', '2', '3', '4', '5']\nTrue\nb'through /proc'\n",
+        "{o:?}"
+    );
+    // /dev/stdout and /dev/stdin reach the sandbox's own stdio.
+    let o = assert_same_spec(&sh("echo out > /dev/stdout; echo in | cat /dev/stdin"));
+    assert_eq!(o.stdout_str(), "out\nin\n");
+}
+
+#[test]
+fn proc_meminfo_and_free_parse() {
+    let o = sh("free -k; cat /proc/meminfo").run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    let out = o.stdout_str();
+    let field = |name: &str| -> u64 {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing\n{o:?}"))
+    };
+    let total = field("MemTotal");
+    assert!(total > 0 && field("MemFree") <= total && field("MemAvailable") <= total);
+    let mem: Vec<u64> = out
+        .lines()
+        .find(|l| l.starts_with("Mem:"))
+        .unwrap_or_else(|| panic!("no Mem: row\n{o:?}"))
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(mem[0], total, "{o:?}");
+    // sysinfo(2) is the host's: the total matches the host's /proc.
+    let host = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let host_total: u64 = host
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(total, host_total);
+}
+
+#[test]
+fn proc_uptime_increases() {
+    let o = sh("cat /proc/uptime; sleep 0.3; cat /proc/uptime").run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    let v: Vec<f64> = o
+        .stdout_str()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(v.len(), 2, "{o:?}");
+    assert!(v[1] - v[0] >= 0.25, "{o:?}");
+    // The sandbox booted moments ago, unlike the host.
+    assert!(v[0] < 30.0, "{o:?}");
+}
+
+#[test]
+fn proc_threads_zombies_and_writes() {
+    let o = py(r#"
+        import os, threading, subprocess, time
+        ev = threading.Event()
+        t = threading.Thread(target=ev.wait)
+        t.start()
+        print(len(os.listdir('/proc/self/task')), open('/proc/self/status').read().count('Threads:\t2'))
+        ev.set(); t.join()
+        p = subprocess.Popen(['true'])
+        time.sleep(0.3)
+        st = open(f'/proc/{p.pid}/stat').read().split()
+        print(st[0] == str(p.pid), st[1:3])
+        p.wait()
+        print(os.path.exists(f'/proc/{p.pid}'))
+        with open('/proc/self/comm', 'w') as f:
+            f.write('renamed')
+        print(open('/proc/self/comm').read().strip())
+        try:
+            open('/proc/self/status', 'w')
+        except PermissionError:
+            print('EACCES')
+    "#)
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "2 1\nTrue ['(true)', 'Z']\nFalse\nrenamed\nEACCES\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn proc_mounts_and_limits() {
+    let o = sh("mount; cat /proc/self/mountinfo").run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    let out = o.stdout_str();
+    assert!(out.contains(" on / type "), "{o:?}");
+    assert!(out.contains("proc on /proc type proc (rw)"), "{o:?}");
+    assert!(out.contains("devtmpfs on /dev type devtmpfs (rw)"), "{o:?}");
+    assert!(out.contains(" / /proc rw - proc proc rw\n"), "{o:?}");
+    let o = sh("ulimit -n 512; cat /proc/self/limits").run_sandbox();
+    assert_code(&o, 0, "sandbox limits");
+    assert!(
+        o.stdout_str().contains(
+            "\nMax open files            512                  512                  files     \n"
+        ),
+        "{o:?}"
+    );
+}

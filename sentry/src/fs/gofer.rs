@@ -480,6 +480,12 @@ impl Inode for GoferInode {
         Ok(())
     }
 
+    fn mknod(&self, name: &[u8], mode: u32, rdev: u64, uid: u32, gid: u32) -> KResult<()> {
+        let (fid, st) = self.creating(name, |c| c.mknod(self.fid, name, mode, rdev, uid, gid))?;
+        self.made(name, fid, &st);
+        Ok(())
+    }
+
     fn link(&self, name: &[u8], target: &Arc<dyn Inode>) -> KResult<()> {
         let any: Arc<dyn Any + Send + Sync> = target.clone();
         let t = any

@@ -383,6 +383,16 @@ impl Inode for OverlayNode {
         Ok(())
     }
 
+    fn mknod(&self, name: &[u8], mode: u32, rdev: u64, uid: u32, gid: u32) -> KResult<()> {
+        let me = self.self_arc()?;
+        if me.exists(name) {
+            return Err(Errno::EEXIST);
+        }
+        self.copy_up()?.mknod(name, mode, rdev, uid, gid)?;
+        self.created(name);
+        Ok(())
+    }
+
     fn unlink(&self, name: &[u8]) -> KResult<()> {
         let me = self.self_arc()?;
         let c = me.child(name)?;

@@ -107,6 +107,12 @@ impl Pipe {
         Arc::new(PipeReader { pipe: self.clone() })
     }
 
+    /// (readers, writers) currently open.
+    pub fn ends(&self) -> (usize, usize) {
+        let st = lock(&self.state);
+        (st.readers, st.writers)
+    }
+
     /// A new write end (counts as a writer until dropped).
     pub fn open_writer(self: &Arc<Self>) -> Arc<dyn FileOps> {
         lock(&self.state).writers += 1;
@@ -497,5 +503,70 @@ mod tests {
         p.try_write(&[0u8; 5000], &mut n);
         assert_eq!(p.set_capacity(4096, false), Err(Errno::EBUSY));
         assert!(!r.seekable() && !w.seekable());
+    }
+}
+
+/// Opens a named pipe with Linux's rules: a reader waits for a writer and a
+/// writer for a reader, unless O_NONBLOCK (then a writer with no reader gets
+/// ENXIO); O_RDWR never waits.
+pub fn open_fifo(p: &Arc<Pipe>, flags: u32) -> KResult<Arc<dyn FileOps>> {
+    let acc = flags & libc::O_ACCMODE as u32;
+    let nonblock = flags & libc::O_NONBLOCK as u32 != 0;
+    if acc == libc::O_RDWR as u32 {
+        return Ok(Arc::new(FifoBoth {
+            r: p.open_reader(),
+            w: p.open_writer(),
+        }));
+    }
+    let reading = acc == libc::O_RDONLY as u32;
+    if !reading && nonblock && p.ends().0 == 0 {
+        return Err(Errno::ENXIO);
+    }
+    let end = if reading {
+        p.open_reader()
+    } else {
+        p.open_writer()
+    };
+    if nonblock {
+        return Ok(end);
+    }
+    let task = crate::kernel::task::current().ok_or(Errno::EIO)?;
+    let pipe = p.clone();
+    task.block_until(&[&p.queue], &[], None, || {
+        let (r, w) = pipe.ends();
+        let other = if reading { w } else { r };
+        (other > 0).then_some(Ok(()))
+    })?;
+    Ok(end)
+}
+
+/// A FIFO opened O_RDWR: both ends in one file.
+struct FifoBoth {
+    r: Arc<dyn FileOps>,
+    w: Arc<dyn FileOps>,
+}
+
+impl FileOps for FifoBoth {
+    fn read(&self, t: &Task, f: &File, buf: &mut [u8], off: u64) -> KResult<usize> {
+        self.r.read(t, f, buf, off)
+    }
+    fn write(&self, t: &Task, f: &File, buf: &[u8], off: u64) -> KResult<usize> {
+        self.w.write(t, f, buf, off)
+    }
+    fn stat(&self) -> KResult<Stat> {
+        self.r.stat()
+    }
+    fn readiness(&self, mask: u32) -> u32 {
+        (self.r.readiness(mask) & (POLLIN | POLLRDNORM | POLLHUP))
+            | (self.w.readiness(mask) & (POLLOUT | POLLWRNORM))
+    }
+    fn queue(&self) -> Option<&WaitQueue> {
+        self.r.queue()
+    }
+    fn ioctl(&self, t: &Task, f: &File, cmd: u32, arg: u64) -> KResult<u64> {
+        self.r.ioctl(t, f, cmd, arg)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

@@ -104,6 +104,8 @@ enum Kind {
     Dir(Mutex<DirData>),
     File(Mutex<FileData>),
     Symlink(Vec<u8>),
+    /// A named pipe: every open joins this one pipe.
+    Fifo(Arc<crate::fs::pipe::Pipe>),
 }
 
 pub struct TmpfsInode {
@@ -194,6 +196,7 @@ impl TmpfsInode {
             Kind::Dir(_) => (libc::S_IFDIR, 2),
             Kind::File(_) => (libc::S_IFREG, 1),
             Kind::Symlink(_) => (libc::S_IFLNK, 1),
+            Kind::Fifo(_) => (libc::S_IFIFO, 1),
         };
         let now = Timespec::now();
         Arc::new_cyclic(|me| TmpfsInode {
@@ -330,7 +333,7 @@ impl TmpfsInode {
         let data = match &self.kind {
             Kind::File(d) => d,
             Kind::Dir(_) => return Err(Errno::EISDIR),
-            Kind::Symlink(_) => return Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Fifo(_) => return Err(Errno::EINVAL),
         };
         if buf.is_empty() {
             return Ok(0);
@@ -373,7 +376,7 @@ impl TmpfsInode {
         let data = match &self.kind {
             Kind::File(d) => d,
             Kind::Dir(_) => return Err(Errno::EISDIR),
-            Kind::Symlink(_) => return Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Fifo(_) => return Err(Errno::EINVAL),
         };
         if buf.is_empty() {
             // Linux returns before touching the file for empty writes.
@@ -454,6 +457,7 @@ impl Inode for TmpfsInode {
                 (d.size, d.pages.len() as u64 * (PAGE as u64 / 512))
             }
             Kind::Symlink(t) => (t.len() as u64, 0),
+            Kind::Fifo(_) => (0, 0),
         };
         Ok(Stat {
             dev: self.fs.dev,
@@ -510,6 +514,26 @@ impl Inode for TmpfsInode {
             Kind::Dir(_) => Ok(DirFile::open(self)),
             Kind::File(_) => Ok(Arc::new(TmpfsFile { inode: self })),
             Kind::Symlink(_) => Err(Errno::ELOOP),
+            Kind::Fifo(p) => crate::fs::pipe::open_fifo(p, flags),
+        }
+    }
+
+    fn mknod(&self, name: &[u8], mode: u32, _rdev: u64, uid: u32, gid: u32) -> KResult<()> {
+        match mode & libc::S_IFMT {
+            0 | libc::S_IFREG => self.create(name, mode, uid, gid).map(|_| ()),
+            libc::S_IFIFO => {
+                let (gid, perm) = self.inherit(gid, mode & PERM_MASK, false);
+                self.add_child(name, || {
+                    let kind = Kind::Fifo(crate::fs::pipe::Pipe::new(uid, gid));
+                    TmpfsInode::new(&self.fs, kind, perm, uid, gid, Weak::new())
+                })?;
+                Ok(())
+            }
+            // Device nodes need CAP_MKNOD on the host's behalf; sockets come
+            // with AF_UNIX.
+            libc::S_IFCHR | libc::S_IFBLK => Err(Errno::EPERM),
+            libc::S_IFSOCK => Err(Errno::EOPNOTSUPP),
+            _ => Err(Errno::EINVAL),
         }
     }
 
@@ -804,7 +828,7 @@ impl Inode for TmpfsInode {
         let data = match &self.kind {
             Kind::File(d) => d,
             Kind::Dir(_) => return Err(Errno::EISDIR),
-            Kind::Symlink(_) => return Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Fifo(_) => return Err(Errno::EINVAL),
         };
         if len > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);

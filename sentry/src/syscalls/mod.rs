@@ -5,6 +5,7 @@
 
 pub mod sys_file;
 pub mod sys_mmap;
+pub mod sys_mount;
 pub mod sys_poll;
 pub mod sys_signal;
 pub mod sys_splice;
@@ -210,6 +211,11 @@ table! {
     SYS_clone3 => sys_thread::clone3,
     SYS_close_range => sys_file::close_range,
     SYS_faccessat2 => sys_stat::faccessat2,
+    SYS_mknod => sys_stat::mknod,
+    SYS_mknodat => sys_stat::mknodat,
+    SYS_chroot => sys_stat::chroot,
+    SYS_mount => sys_mount::mount,
+    SYS_umount2 => sys_mount::umount2,
     SYS_setxattr => sys_stat::getxattr,
     SYS_lsetxattr => sys_stat::lgetxattr,
     SYS_fsetxattr => sys_stat::fxattr,

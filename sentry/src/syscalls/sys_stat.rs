@@ -537,3 +537,52 @@ pub fn fxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     get_file(t, a[0])?;
     Err(Errno::ENOTSUP)
 }
+
+fn mknod_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, dev: u64) -> KResult<u64> {
+    let mode = mode as u32;
+    let fmt = mode & libc::S_IFMT;
+    if !matches!(
+        fmt,
+        0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK | libc::S_IFSOCK
+    ) {
+        return Err(Errno::EINVAL);
+    }
+    let (dir, name) = t.lookup_parent_at(dirfd, path)?;
+    if t.kernel.vfs.child(&dir, &name).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK) && !t.creds().privileged() {
+        return Err(Errno::EPERM);
+    }
+    let umask = lock(&t.fs_context()).umask;
+    let c = t.creds();
+    let fmt = if fmt == 0 { libc::S_IFREG } else { fmt };
+    dir.inode
+        .mknod(&name, fmt | (mode & 0o7777 & !umask), dev, c.fsuid, c.fsgid)?;
+    Ok(0)
+}
+
+pub fn mknod(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let p = path_arg(t, a[0])?;
+    mknod_at(t, AT_FDCWD, &p, a[1], a[2])
+}
+
+pub fn mknodat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let p = path_arg(t, a[1])?;
+    mknod_at(t, a[0] as i32, &p, a[2], a[3])
+}
+
+/// chroot(2): the caller's root becomes `path` (CAP_SYS_CHROOT: root).
+pub fn chroot(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let p = path_arg(t, a[0])?;
+    let d = t.lookup_at(AT_FDCWD, &p, true, false)?;
+    if !d.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    if !t.creds().privileged() {
+        return Err(Errno::EPERM);
+    }
+    let fs = t.fs_context();
+    lock(&fs).root = d;
+    Ok(0)
+}

@@ -237,6 +237,10 @@ pub trait Inode: Send + Sync + Any {
     fn mkdir(&self, _name: &[u8], _mode: u32, _uid: u32, _gid: u32) -> KResult<()> {
         Err(self.dir_write_error())
     }
+    /// mknod(2): FIFOs (and regular files) where the filesystem can.
+    fn mknod(&self, _name: &[u8], _mode: u32, _rdev: u64, _uid: u32, _gid: u32) -> KResult<()> {
+        Err(self.dir_write_error())
+    }
     fn symlink(&self, _name: &[u8], _target: &[u8], _uid: u32, _gid: u32) -> KResult<()> {
         Err(self.dir_write_error())
     }

@@ -107,6 +107,15 @@ impl Vfs {
         );
     }
 
+    /// Removes the mount at absolute `path`; false if nothing is mounted there.
+    pub fn unmount(&self, path: &[u8]) -> bool {
+        self.mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path)
+            .is_some()
+    }
+
     /// Records what the root filesystem is, for the mount table.
     pub fn set_root_fstype(&self, fstype: &'static str, readonly: bool) {
         *self.root_fs.lock().unwrap_or_else(|p| p.into_inner()) = (fstype, readonly);

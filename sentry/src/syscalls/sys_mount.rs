@@ -1,0 +1,97 @@
+//! mount(2) and umount2(2) for a privileged guest inside the sandbox: new
+//! tmpfs and proc instances and bind mounts, in the sandbox's own mount
+//! table (the host's mounts are never touched).
+
+use super::{path_arg, Args};
+use crate::errno::{Errno, KResult};
+use crate::fs;
+use crate::kernel::task::CurrentTask;
+use crate::kernel::task_fs::AT_FDCWD;
+
+const MS_RDONLY: u64 = libc::MS_RDONLY;
+const MS_REMOUNT: u64 = libc::MS_REMOUNT;
+const MS_BIND: u64 = libc::MS_BIND;
+const MS_REC: u64 = libc::MS_REC;
+/// Propagation changes (MS_SHARED/PRIVATE/SLAVE/UNBINDABLE): our sandbox has
+/// one mount namespace with no peers, so every mount is already private.
+const MS_PROPAGATION: u64 =
+    libc::MS_SHARED | libc::MS_PRIVATE | libc::MS_SLAVE | libc::MS_UNBINDABLE;
+/// Flags that only qualify a new mount (not enforced yet; see the table).
+const MS_QUALIFIERS: u64 = libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME
+    | libc::MS_STRICTATIME
+    | libc::MS_SILENT;
+
+pub fn mount(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    if !t.creds().privileged() {
+        return Err(Errno::EPERM);
+    }
+    let flags = a[3] & !0xC0ED_0000u64; // MS_MGC_VAL in the top bits is ignored
+    let target = path_arg(t, a[1])?;
+    let dir = t.lookup_at(AT_FDCWD, &target, true, false)?;
+    let where_ = dir.path();
+    if flags & MS_PROPAGATION != 0 && flags & !(MS_PROPAGATION | MS_REC | libc::MS_SILENT) == 0 {
+        return Ok(0);
+    }
+    if flags & MS_REMOUNT != 0 {
+        // Changing options of an existing mount (ro/rw, nosuid…) is not
+        // supported yet; say so rather than pretend.
+        return Err(Errno::EINVAL);
+    }
+    if flags & !(MS_BIND | MS_REC | MS_RDONLY | MS_QUALIFIERS) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MS_BIND != 0 {
+        let src = path_arg(t, a[0])?;
+        let s = t.lookup_at(AT_FDCWD, &src, true, false)?;
+        let src_is_dir = s.is_dir();
+        if src_is_dir != dir.is_dir() {
+            return Err(if src_is_dir {
+                Errno::ENOTDIR
+            } else {
+                Errno::EISDIR
+            });
+        }
+        t.kernel.vfs.mount(&where_, s.inode.clone(), "bind");
+        return Ok(0);
+    }
+    if !dir.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    let fstype = if a[2] == 0 {
+        Vec::new()
+    } else {
+        t.mm.read_cstring(a[2], 256)?
+    };
+    let inode = match fstype.as_slice() {
+        b"tmpfs" => fs::tmpfs::new_tmpfs(0o1777),
+        b"proc" => fs::proc::new_procfs(&t.kernel),
+        b"" => return Err(Errno::EINVAL),
+        _ => return Err(Errno::ENODEV),
+    };
+    let name: &'static str = if fstype == b"tmpfs" { "tmpfs" } else { "proc" };
+    t.kernel.vfs.mount(&where_, inode, name);
+    Ok(0)
+}
+
+pub fn umount2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    if !t.creds().privileged() {
+        return Err(Errno::EPERM);
+    }
+    let flags = a[1] as i32;
+    if flags & !(libc::MNT_FORCE | libc::MNT_DETACH | libc::MNT_EXPIRE | libc::UMOUNT_NOFOLLOW) != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let target = path_arg(t, a[0])?;
+    let d = t.lookup_at(AT_FDCWD, &target, flags & libc::UMOUNT_NOFOLLOW == 0, false)?;
+    if t.kernel.vfs.unmount(&d.path()) {
+        Ok(0)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
