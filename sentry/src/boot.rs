@@ -61,15 +61,17 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     if cfg.overlay {
         vfs.set_root_fstype("overlay", false);
     } else {
-        vfs.set_root_fstype("9p", true);
+        // The host's own root is never writable; a named image directory
+        // without the overlay is served read-write.
+        vfs.set_root_fstype("9p", cfg.private_tmp);
     }
     if cfg.private_tmp {
         vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
     }
     vfs.mount(b"/dev", fs::dev::new_devfs(), "devtmpfs");
-    // Until our sysfs exists, the host's must not show through the gofer:
-    // the guest sees an empty directory there (listed as the tmpfs it is).
-    vfs.mount(b"/sys", fs::tmpfs::new_tmpfs(0o555), "tmpfs");
+    // Our own sysfs: the host's must not show through the gofer.
+    let sysfs = fs::sys::new_sysfs().map_err(|e| anyhow::anyhow!("building sysfs: {e}"))?;
+    vfs.mount(b"/sys", sysfs, "sysfs");
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
     vfs.mount(b"/proc", fs::proc::new_procfs(&kernel), "proc");
 

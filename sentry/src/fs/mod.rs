@@ -11,6 +11,7 @@ pub mod host;
 pub mod overlay;
 pub mod pipe;
 pub mod proc;
+pub mod sys;
 pub mod tmpfs;
 
 use crate::errno::{Errno, KResult};
