@@ -3,21 +3,25 @@
 //!
 //! Two roles share this binary:
 //!
-//! * Inner (`--inner read PATH`, `--inner files DIR N`): the workload itself.
-//!   It prints one `key=value` line; only the workload loop is timed (with
-//!   `std::time::Instant`), not process start-up.
+//! * Inner (`--inner read PATH [OFFSET]`, `--inner files DIR N`): the
+//!   workload itself. It prints one `key=value` line; only the workload loop
+//!   is timed (with `std::time::Instant`), not process start-up.
 //!   * `read`: one unmeasured pass over PATH (warms the host page cache and
-//!     anything the sandbox caches), then a timed pass of 1 MiB `read(2)`
-//!     calls on a fresh descriptor until end of file.
+//!     anything the sandbox caches, and checksums the data), then a timed
+//!     pass of 1 MiB `read(2)` calls on a fresh descriptor until end of file,
+//!     into a page-aligned buffer (OFFSET bytes past the boundary, default 0).
 //!   * `files`: creates DIR (if missing), then N files
 //!     (`open(O_CREAT|O_EXCL|O_WRONLY)`, one 100-byte `write`, `close`), then
 //!     `stat`s each, then `unlink`s each; the three phases are timed
 //!     separately. DIR is removed afterwards if this process created it.
 //! * Driver (no `--inner`): creates the data file under /var/tmp on the host,
-//!   runs the inner role natively and under `runsc do` (plus the real `find`
-//!   binary natively and under `runsc do`), `--reps` times each, interleaved
-//!   per repetition, and prints medians and sandbox/native ratios. The
-//!   scratch directory under /var/tmp is removed at the end.
+//!   runs the inner role natively and under `runsc do`, and the real `find`
+//!   binary natively and under `runsc do` (plus a `find` of a missing
+//!   directory, to subtract start-up), `--reps` times each, interleaved per
+//!   repetition, and prints medians and sandbox/native ratios. The files
+//!   workload runs natively under /var/tmp and (if it is a tmpfs) /dev/shm,
+//!   and in the sandbox in /tmp (tmpfs) and under /var/tmp (overlay). The
+//!   scratch directory under /var/tmp is removed at the end, also on errors.
 
 use std::ffi::{CString, OsString};
 use std::fs;
@@ -239,12 +243,13 @@ fn read_all_sum(path: &Path, buf: &mut [u8]) -> Result<(u64, u64), String> {
         match f.read(buf) {
             Ok(0) => return Ok((total, sum)),
             Ok(n) => {
-                // Chunks are whole multiples of 8 bytes except perhaps at EOF.
-                for w in buf[..n].chunks(8) {
-                    let mut b = [0u8; 8];
-                    b[..w.len()].copy_from_slice(w);
-                    sum = sum.wrapping_add(u64::from_le_bytes(b));
+                let words = buf[..n].chunks_exact(8);
+                let mut tail = [0u8; 8];
+                tail[..words.remainder().len()].copy_from_slice(words.remainder());
+                for w in words {
+                    sum = sum.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()));
                 }
+                sum = sum.wrapping_add(u64::from_le_bytes(tail));
                 total += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -425,14 +430,17 @@ fn find_find(opts: &Opts) -> Result<PathBuf, String> {
     Err("no `find` on $PATH (use --find PATH)".into())
 }
 
-/// The driver's scratch directory under /var/tmp; removed on drop, so also
-/// when a run fails.
+/// A directory the driver is responsible for on the host; removed on drop
+/// (if it still exists), so also when a run fails.
 struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            eprintln!("fs-bench: removing {}: {e}", self.0.display());
+        match fs::remove_dir_all(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                eprintln!("fs-bench: removing {}: {e}", self.0.display())
+            }
+            _ => {}
         }
     }
 }
@@ -725,42 +733,75 @@ fn files_sample(f: &Fields) -> Result<FilesSample, String> {
     })
 }
 
+/// Whether `p` is on a tmpfs (statfs magic).
+fn is_tmpfs(p: &Path) -> bool {
+    let Ok(c) = cstr(p) else { return false };
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid path; st is writable.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    // The types of f_type and TMPFS_MAGIC differ between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let tmpfs = st.f_type as i64 == libc::TMPFS_MAGIC as i64;
+    r == 0 && tmpfs
+}
+
 fn files_bench(l: &Launcher, opts: &Opts) -> Result<(), String> {
     let scratch = scratch_dir()?;
     let n = opts.files;
     let n_s = n.to_string();
     let pid = std::process::id();
-    let labels = [
+    let shm = Path::new("/dev/shm");
+    let with_shm = is_tmpfs(shm);
+    // (label, sandboxed?, directory for repetition `rep`). Natively the
+    // directory is fresh on the host; in the sandbox the inner role creates
+    // it, in the private tmpfs or in the overlay's memory upper layer (its
+    // name does not exist on the host, so nothing reaches the host).
+    type DirFor = Box<dyn Fn(usize) -> String>;
+    let mut configs: Vec<(&str, bool, DirFor)> = Vec::new();
+    let sd = scratch.0.clone();
+    configs.push((
         "native /var/tmp (host disk)",
+        false,
+        Box::new(move |rep| sd.join(format!("files-{rep}")).display().to_string()),
+    ));
+    if with_shm {
+        configs.push((
+            "native /dev/shm (host tmpfs)",
+            false,
+            Box::new(move |rep| format!("/dev/shm/fs-bench.{pid}.{rep}")),
+        ));
+    }
+    configs.push((
         "sandbox /tmp (tmpfs)",
+        true,
+        Box::new(move |rep| format!("/tmp/fs-bench.{pid}.{rep}")),
+    ));
+    configs.push((
         "sandbox /var/tmp (overlay)",
-    ];
-    let mut samples: [Vec<FilesSample>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        true,
+        Box::new(move |rep| format!("/var/tmp/fs-bench.{pid}.sandbox-{rep}")),
+    ));
+
+    let mut samples: Vec<Vec<FilesSample>> = configs.iter().map(|_| Vec::new()).collect();
     for rep in 0..opts.reps {
-        // A fresh directory per run. Natively it is under the driver's
-        // scratch dir on the host; in the sandbox the inner role creates it,
-        // in the private tmpfs or in the overlay's memory upper layer (its
-        // name does not exist on the host, so nothing reaches the host).
-        let native_dir = scratch.0.join(format!("files-{rep}"));
-        let tmp_dir = format!("/tmp/fs-bench.{pid}.{rep}");
-        let ovl_dir = format!("/var/tmp/fs-bench.{pid}.sandbox-{rep}");
-        let nd = native_dir.to_str().ok_or("non-UTF-8 scratch path")?;
-        let (f, _) = run_inner("native files", l.me_native(&["--inner", "files", nd, &n_s]))?;
-        samples[0].push(files_sample(&f)?);
-        let (f, _) = run_inner(
-            "sandbox /tmp files",
-            l.me_sandbox(&["--inner", "files", &tmp_dir, &n_s]),
-        )?;
-        samples[1].push(files_sample(&f)?);
-        let (f, _) = run_inner(
-            "sandbox /var/tmp files",
-            l.me_sandbox(&["--inner", "files", &ovl_dir, &n_s]),
-        )?;
-        samples[2].push(files_sample(&f)?);
-        if Path::new(&ovl_dir).exists() {
-            return Err(format!(
-                "{ovl_dir} appeared on the host: overlay wrote through"
-            ));
+        for ((label, sandboxed, dir_for), out) in configs.iter().zip(samples.iter_mut()) {
+            let dir = dir_for(rep);
+            // The inner role removes its directory; this covers failures.
+            let _cleanup = (!*sandboxed).then(|| Scratch(PathBuf::from(&dir)));
+            let args = ["--inner", "files", dir.as_str(), n_s.as_str()];
+            let cmd = if *sandboxed {
+                l.me_sandbox(&args)
+            } else {
+                l.me_native(&args)
+            };
+            let (f, _) = run_inner(label, cmd)?;
+            out.push(files_sample(&f)?);
+            if *sandboxed && Path::new(&dir).exists() {
+                return Err(format!(
+                    "{dir} appeared on the host: the sandbox wrote through"
+                ));
+            }
         }
     }
     drop(scratch);
@@ -772,50 +813,77 @@ fn files_bench(l: &Launcher, opts: &Opts) -> Result<(), String> {
         ("unlink", |s| s.unlink),
         ("total", |s| s.total),
     ];
-    for (label, s) in labels.iter().zip(&samples) {
+    for ((label, _, _), s) in configs.iter().zip(&samples) {
         for (name, get) in &phases {
             let v: Vec<f64> = s.iter().map(get).collect();
             eprintln!("  files {label:<28} {name:<6} ms per rep: {}", list(&v, 1));
         }
     }
+    // med[config][phase]
+    let med: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| {
+            phases
+                .iter()
+                .map(|(_, get)| median(&s.iter().map(get).collect::<Vec<_>>()))
+                .collect()
+        })
+        .collect();
 
     println!(
         "2. create+stat+unlink of {n} files: create = open(O_CREAT|O_EXCL|O_WRONLY) + write\n   \
-         {FILE_BYTES} B + close; then stat each; then unlink each. Fresh directory per run.\n   \
-         Native: under /var/tmp on the host disk. Sandbox: in /tmp (the sandbox's private\n   \
-         in-memory tmpfs) and under /var/tmp through the overlay (memory upper layer)."
+         {FILE_BYTES} B + close; then stat each; then unlink each; each phase timed on its own.\n   \
+         Fresh directory per run. Native: under /var/tmp on the host disk{}. Sandbox: in /tmp\n   \
+         (the sandbox's private in-memory tmpfs) and under /var/tmp through the overlay\n   \
+         (memory upper layer).",
+        if with_shm {
+            ", and under /dev/shm\n   (host tmpfs, a like-for-like reference for in-memory storage)"
+        } else {
+            ""
+        }
     );
     println!(
-        "  {:<7} {:>10} {:>10} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
-        "", "native", "", "sbx /tmp", "", "", "sbx ovl", "", ""
+        "  {:<29} {:>10} {:>9} {:>10} {:>10} {:>9}",
+        "median ms per phase", "create", "stat", "unlink", "total", "files/s"
     );
-    println!(
-        "  {:<7} {:>10} {:>10} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
-        "phase", "ms", "ops/s", "ms", "ops/s", "ratio", "ms", "ops/s", "ratio"
-    );
-    for (name, get) in &phases {
-        let med: Vec<f64> = samples
-            .iter()
-            .map(|s| median(&s.iter().map(get).collect::<Vec<_>>()))
-            .collect();
-        // For "total" an op is one file (create + stat + unlink).
-        let ops = |m: f64| n as f64 / (m / 1e3);
+    for ((label, _, _), m) in configs.iter().zip(&med) {
         println!(
-            "  {:<7} {:>10.1} {:>10.0} | {:>10.1} {:>10.0} {:>6.1}x | {:>10.1} {:>10.0} {:>6.1}x",
-            name,
-            med[0],
-            ops(med[0]),
-            med[1],
-            ops(med[1]),
-            med[1] / med[0],
-            med[2],
-            ops(med[2]),
-            med[2] / med[0]
+            "  {:<29} {:>10.1} {:>9.1} {:>10.1} {:>10.1} {:>9.0}",
+            label,
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            n as f64 / (m[3] / 1e3)
         );
     }
     println!(
-        "  (ms = median time of the phase's loop; ratio = sandbox ms / native ms; \"total\" ops/s\n   \
-         counts files, each created, stat'ed and unlinked)"
+        "  {:<29} {:>10} {:>9} {:>10} {:>10}",
+        "ratio (sandbox ms/native ms)", "create", "stat", "unlink", "total"
+    );
+    let natives: Vec<usize> = (0..configs.len()).filter(|&i| !configs[i].1).collect();
+    for s in (0..configs.len()).filter(|&i| configs[i].1) {
+        for &nat in &natives {
+            let short = |l: &str| {
+                l.split(" (")
+                    .next()
+                    .unwrap_or(l)
+                    .replace("sandbox ", "sbx ")
+                    .replace("native ", "nat ")
+            };
+            println!(
+                "  {:<29} {:>9.1}x {:>8.1}x {:>9.1}x {:>9.1}x",
+                format!("{} vs {}", short(configs[s].0), short(configs[nat].0)),
+                med[s][0] / med[nat][0],
+                med[s][1] / med[nat][1],
+                med[s][2] / med[nat][2],
+                med[s][3] / med[nat][3]
+            );
+        }
+    }
+    println!(
+        "  (ms = median over repetitions of each phase's loop; files/s = files per second of\n   \
+         the median total, each file created, stat'ed and unlinked)"
     );
     println!();
     Ok(())

@@ -217,3 +217,46 @@ fn fifo_chroot_and_mounts() {
         "{o:?}"
     );
 }
+
+/// Permission checks against the sandbox's credentials: read/write modes,
+/// search permission, the sticky bit, chmod/utime ownership — the same
+/// answers as natively.
+#[test]
+fn permissions_match_native() {
+    let script = r#"import os, sys, errno
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True); os.chmod(d, 0o1777)
+def as_user(uid, f):
+    pid = os.fork()
+    if pid == 0:
+        os.setgroups([]); os.setgid(uid); os.setuid(uid)
+        try:
+            r = f()
+        except OSError as e:
+            r = errno.errorcode[e.errno]
+        print(uid, r, flush=True); os._exit(0)
+    os.waitpid(pid, 0)
+as_user(1000, lambda: open("/etc/shadow").read()[:0] or "read-ok")
+as_user(1000, lambda: open("/etc/passwd", "a") and "write-ok")
+as_user(1000, lambda: open(d + "/mine", "w").write("x") and "created")
+as_user(1001, lambda: os.unlink(d + "/mine") or "deleted")
+as_user(1000, lambda: os.chmod(d + "/mine", 0o600) or "chmod-ok")
+as_user(1001, lambda: open(d + "/mine").read())
+as_user(1001, lambda: os.chmod(d + "/mine", 0o644) or "chmod-ok")
+as_user(1000, lambda: os.mkdir(d + "/sub", 0o700) or "mkdir")
+as_user(1001, lambda: os.listdir(d + "/sub"))
+as_user(1001, lambda: os.stat(d + "/sub/x"))
+as_user(1000, lambda: os.access("/etc/shadow", os.R_OK))
+as_user(1000, lambda: os.utime(d + "/mine") or "utime-ok")
+as_user(1001, lambda: os.utime(d + "/mine") or "utime-ok")
+as_user(1000, lambda: os.unlink(d + "/mine") or "deleted")
+"#;
+    let native_dir = format!("/var/tmp/runsc-it-perm-{}", std::process::id());
+    let n = Spec::new(&["/usr/bin/python3", "-c", script, &native_dir]).run_native();
+    let _ = std::fs::remove_dir_all(&native_dir);
+    let s = Spec::new(&["/usr/bin/python3", "-c", script, "/tmp/perm"]).run_sandbox();
+    assert_code(&n, 0, "native");
+    assert_code(&s, 0, "sandbox");
+    assert_eq!(n.stdout_str(), s.stdout_str());
+    assert!(s.stdout_str().contains("1001 EPERM"), "{s:?}");
+}

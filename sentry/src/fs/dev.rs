@@ -1,10 +1,12 @@
 //! /dev: a fixed directory of the character devices programs expect (null,
-//! zero, full, random, urandom), the /proc/self/fd symlinks (fd, stdin,
-//! stdout, stderr) and a writable tmpfs at shm. The directory itself is
+//! zero, full, random, urandom; tty, ptmx and the pts directory from
+//! devpts.rs), the /proc/self/fd symlinks (fd, stdin, stdout, stderr) and
+//! a writable tmpfs at shm. The directory itself is
 //! read-only; device nodes accept chmod/chown/utimes like devtmpfs nodes.
 
 use super::{
-    check_open, lock, new_anon_dev, new_fs_id, next_ino, ro_create_error, tmpfs, DirFile, PathFile,
+    check_open, devpts, lock, new_anon_dev, new_fs_id, next_ino, ro_create_error, tmpfs, DirFile,
+    PathFile,
 };
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::Task;
@@ -264,6 +266,7 @@ pub struct DevDir {
 pub fn new_devfs() -> Arc<dyn Inode> {
     let dev = new_anon_dev();
     let fs_id = new_fs_id();
+    let pts = devpts::DevPts::new();
     let node = |kind: NodeKind, perm: u32| -> Arc<dyn Inode> {
         Arc::new(DevNode {
             ino: next_ino(),
@@ -279,6 +282,9 @@ pub fn new_devfs() -> Arc<dyn Inode> {
         (b"full", node(NodeKind::Dev(DevKind::Full), 0o666)),
         (b"random", node(NodeKind::Dev(DevKind::Random), 0o666)),
         (b"urandom", node(NodeKind::Dev(DevKind::URandom), 0o666)),
+        (b"tty", devpts::tty_node(dev, fs_id)),
+        (b"ptmx", devpts::ptmx_node(&pts, dev, fs_id)),
+        (b"pts", pts),
         // Its own tmpfs instance, as /dev/shm is a separate mount on Linux
         // (rename between it and /tmp is EXDEV there too).
         (b"shm", tmpfs::new_tmpfs(0o1777)),
@@ -456,7 +462,7 @@ mod tests {
         let d = new_devfs();
         let st = d.stat().unwrap();
         assert_eq!(st.mode, libc::S_IFDIR | 0o755);
-        assert_eq!(st.nlink, 3);
+        assert_eq!(st.nlink, 4);
         for (name, minor) in [
             (&b"null"[..], 3),
             (b"zero", 5),
@@ -489,7 +495,7 @@ mod tests {
         assert_ne!(shm.fs_id(), d.fs_id());
         shm.create(b"x", 0o600, 0, 0).unwrap();
         let names: Vec<_> = d.readdir().unwrap().into_iter().map(|e| e.name).collect();
-        assert_eq!(names.len(), 10);
+        assert_eq!(names.len(), 13);
         assert!(names.contains(&b"urandom".to_vec()));
         assert_eq!(d.lookup(b"nope").err(), Some(Errno::ENOENT));
     }

@@ -4,6 +4,7 @@
 //! O_PATH open files.
 
 pub mod dev;
+pub mod devpts;
 pub mod epoll;
 pub mod eventfd;
 pub mod gofer;
@@ -13,6 +14,7 @@ pub mod pipe;
 pub mod proc;
 pub mod sys;
 pub mod tmpfs;
+pub mod tty;
 
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::Task;

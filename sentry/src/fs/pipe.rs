@@ -31,6 +31,10 @@ struct State {
     capacity: usize,
     readers: usize,
     writers: usize,
+    /// Opens ever made of each end (a FIFO reader waits for a writer to
+    /// *have opened*, even if it already closed again).
+    reader_opens: u64,
+    writer_opens: u64,
     atime: Timespec,
     mtime: Timespec,
     ctime: Timespec,
@@ -87,6 +91,8 @@ impl Pipe {
                 buf: VecDeque::new(),
                 capacity: DEFAULT_PIPE_SIZE,
                 readers: 0,
+                reader_opens: 0,
+                writer_opens: 0,
                 writers: 0,
                 atime: now,
                 mtime: now,
@@ -102,9 +108,19 @@ impl Pipe {
     /// A new read end (counts as a reader until dropped). For pipe(2) and,
     /// later, FIFO opens.
     pub fn open_reader(self: &Arc<Self>) -> Arc<dyn FileOps> {
-        lock(&self.state).readers += 1;
+        {
+            let mut st = lock(&self.state);
+            st.readers += 1;
+            st.reader_opens += 1;
+        }
         self.queue.notify_all();
         Arc::new(PipeReader { pipe: self.clone() })
+    }
+
+    /// (reader opens, writer opens) ever made.
+    pub fn opens(&self) -> (u64, u64) {
+        let st = lock(&self.state);
+        (st.reader_opens, st.writer_opens)
     }
 
     /// (readers, writers) currently open.
@@ -115,7 +131,11 @@ impl Pipe {
 
     /// A new write end (counts as a writer until dropped).
     pub fn open_writer(self: &Arc<Self>) -> Arc<dyn FileOps> {
-        lock(&self.state).writers += 1;
+        {
+            let mut st = lock(&self.state);
+            st.writers += 1;
+            st.writer_opens += 1;
+        }
         self.queue.notify_all();
         Arc::new(PipeWriter { pipe: self.clone() })
     }
@@ -522,20 +542,25 @@ pub fn open_fifo(p: &Arc<Pipe>, flags: u32) -> KResult<Arc<dyn FileOps>> {
     if !reading && nonblock && p.ends().0 == 0 {
         return Err(Errno::ENXIO);
     }
-    let end = if reading {
-        p.open_reader()
-    } else {
-        p.open_writer()
+    // One snapshot of who is there and how many have come: a partner
+    // present now, or one arriving later (even if it leaves again before
+    // we look), ends the wait.
+    let (r, w, ro, wo) = {
+        let st = lock(&p.state);
+        (st.readers, st.writers, st.reader_opens, st.writer_opens)
     };
-    if nonblock {
+    let (present, other_before) = if reading { (w > 0, wo) } else { (r > 0, ro) };
+    let end = if reading { p.open_reader() } else { p.open_writer() };
+    if nonblock || present {
         return Ok(end);
     }
     let task = crate::kernel::task::current().ok_or(Errno::EIO)?;
     let pipe = p.clone();
     task.block_until(&[&p.queue], &[], None, || {
         let (r, w) = pipe.ends();
-        let other = if reading { w } else { r };
-        (other > 0).then_some(Ok(()))
+        let (ro, wo) = pipe.opens();
+        let (now, opens) = if reading { (w, wo) } else { (r, ro) };
+        (now > 0 || opens != other_before).then_some(Ok(()))
     })?;
     Ok(end)
 }

@@ -72,6 +72,7 @@ impl CurrentTask {
 impl Kernel {
     /// The last thread of `tgid` is gone: become a zombie and tell the parent.
     pub fn process_exit(&self, tgid: i32, status: i32) {
+        tracing::debug!(tgid, status, "process exit");
         let tg = match self.ts().procs.get(&tgid) {
             Some(e) => e.tg.clone(),
             None => return,

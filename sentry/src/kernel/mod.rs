@@ -46,6 +46,37 @@ impl Creds {
     pub fn privileged(&self) -> bool {
         self.euid == 0
     }
+
+    /// Discretionary access check of `want` (4 read, 2 write, 1 exec or
+    /// search) against a file's owner and mode, with the filesystem ids.
+    /// Root has CAP_DAC_OVERRIDE: everything but executing a file with no
+    /// execute bit at all.
+    pub fn may(&self, st: &crate::vfs::Stat, want: u32) -> bool {
+        self.may_as(st, want, self.fsuid, self.fsgid)
+    }
+
+    /// As `may`, for explicit ids (access(2) checks with the real ones).
+    pub fn may_as(&self, st: &crate::vfs::Stat, want: u32, uid: u32, gid: u32) -> bool {
+        if uid == 0 {
+            return want & 1 == 0 || st.is_dir() || st.mode & 0o111 != 0;
+        }
+        let bits = if st.uid == uid {
+            (st.mode >> 6) & 7
+        } else if st.gid == gid || self.groups.contains(&st.gid) {
+            (st.mode >> 3) & 7
+        } else {
+            st.mode & 7
+        };
+        bits & want == want
+    }
+
+    /// The sticky-bit rule for removing or renaming `child` from `dir`.
+    pub fn may_delete(&self, dir: &crate::vfs::Stat, child: &crate::vfs::Stat) -> bool {
+        self.fsuid == 0
+            || dir.mode & libc::S_ISVTX == 0
+            || self.fsuid == dir.uid
+            || self.fsuid == child.uid
+    }
 }
 
 /// Process-tree state of one thread group, under the task-set lock.

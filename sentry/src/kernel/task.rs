@@ -76,7 +76,13 @@ impl ThreadGroup {
             children_cpu_ns: AtomicU64::new(0),
             start: Instant::now(),
             exit_info: Mutex::new(None),
-            oom_score_adj: AtomicI32::new(0),
+            // A new group is made by fork on the forking task's thread:
+            // inherit its value as Linux does (init starts at 0).
+            oom_score_adj: AtomicI32::new(
+                current()
+                    .map(|t| t.tg.oom_score_adj.load(Ordering::Relaxed))
+                    .unwrap_or(0),
+            ),
         })
     }
 
@@ -135,6 +141,9 @@ pub struct Task {
     pub thread_exit_status: AtomicI32,
     /// Blocked in `block_until` (/proc shows "S"; otherwise "R").
     pub sleeping: AtomicBool,
+    /// Time spent running guest code: (total ns, start of the current
+    /// stint in ns since the kernel's start, 0 when not in the guest).
+    guest_time: Mutex<(u64, u64)>,
 }
 
 /// Tasks created since start and the last tid handed out, for /proc/stat's
@@ -181,6 +190,7 @@ impl Task {
             niceness: AtomicI32::new(0),
             thread_exit_status: AtomicI32::new(libc::SIGKILL),
             sleeping: AtomicBool::new(false),
+            guest_time: Mutex::new((0, 0)),
         }))
     }
 
@@ -285,23 +295,37 @@ impl Task {
         self.tg.rlimit(res)
     }
 
-    /// CPU time consumed by this thread's guest code, in nanoseconds.
+    /// CPU time consumed by this thread's guest code, in nanoseconds: the
+    /// time it spent switched into the guest, as the sentry measures it.
+    /// (The host's per-thread CPU clock of the stub thread cannot be read:
+    /// Linux refuses thread CPU clocks of threads outside the caller's
+    /// thread group with EINVAL, and stub threads live in stub processes.)
+    /// An upper bound: it includes time the host kept the runnable stub
+    /// thread waiting for a CPU.
     pub fn cpu_time_ns(&self) -> u64 {
-        let tid = self.host_tid.load(Ordering::Relaxed);
-        if tid <= 0 {
-            return 0;
+        let (total, since) = *lock(&self.guest_time);
+        if since == 0 {
+            total
+        } else {
+            total + self.now_ns().saturating_sub(since)
         }
-        // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
-        let clock = ((!(tid as i64)) << 3) | 4 | 2;
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out pointer; an invalid clock just fails.
-        if unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut ts) } != 0 {
-            return 0;
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.kernel.boot.elapsed().as_nanos() as u64
+    }
+
+    fn enter_guest(&self) {
+        lock(&self.guest_time).1 = self.now_ns().max(1);
+    }
+
+    fn leave_guest(&self) {
+        let now = self.now_ns();
+        let mut g = lock(&self.guest_time);
+        if g.1 != 0 {
+            g.0 += now.saturating_sub(g.1);
+            g.1 = 0;
         }
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 }
 
@@ -372,7 +396,10 @@ impl CurrentTask {
                 self.exit(status);
                 return;
             }
-            match self.ctx.switch(&mut self.regs) {
+            self.task.enter_guest();
+            let event = self.ctx.switch(&mut self.regs);
+            self.task.leave_guest();
+            match event {
                 Ok(Event::Syscall) => crate::syscalls::dispatch(&mut self),
                 Ok(Event::Fault(f)) => self.handle_fault(f),
                 Ok(Event::Interrupted) => {}

@@ -3,7 +3,7 @@
 
 use super::task::{lock, Task};
 use crate::errno::{Errno, KResult};
-use crate::vfs::{Dentry, File};
+use crate::vfs::{Dentry, File, FsContext};
 use std::sync::Arc;
 
 pub const AT_FDCWD: i32 = -100;
@@ -45,16 +45,55 @@ impl Task {
             return f.dentry.clone().ok_or(Errno::EBADF);
         }
         let start = self.start_dir(dirfd, path)?;
+        self.kernel.vfs.lookup(&self.fs_snapshot(), &start, path, follow)
+    }
+
+    /// The root, cwd and umask, copied out of the lock: a walk may reach
+    /// procfs, which reads other tasks' (and our own) contexts.
+    pub fn fs_snapshot(&self) -> FsContext {
         let fs = self.fs_context();
-        let fs = lock(&fs);
-        self.kernel.vfs.lookup(&fs, &start, path, follow)
+        let g = lock(&fs);
+        FsContext {
+            root: g.root.clone(),
+            cwd: g.cwd.clone(),
+            umask: g.umask,
+        }
     }
 
     pub fn lookup_parent_at(&self, dirfd: i32, path: &[u8]) -> KResult<(Arc<Dentry>, Vec<u8>)> {
         let start = self.start_dir(dirfd, path)?;
-        let fs = self.fs_context();
-        let fs = lock(&fs);
-        self.kernel.vfs.lookup_parent(&fs, &start, path)
+        self.kernel.vfs.lookup_parent(&self.fs_snapshot(), &start, path)
+    }
+
+    /// Write and search permission on a directory about to change.
+    pub fn may_modify_dir(&self, dir: &Dentry) -> KResult<()> {
+        let c = self.creds();
+        if c.fsuid != 0 && !c.may(&dir.inode.stat()?, 3) {
+            return Err(Errno::EACCES);
+        }
+        Ok(())
+    }
+
+    /// May `child` be removed from (or renamed out of) `dir`? Write and
+    /// search on the directory, and the sticky-bit rule.
+    pub fn may_delete(&self, dir: &Dentry, child: &Dentry) -> KResult<()> {
+        self.may_modify_dir(dir)?;
+        if !self
+            .creds()
+            .may_delete(&dir.inode.stat()?, &child.inode.stat()?)
+        {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
+    }
+
+    /// Only the owner (or root) may change a file's mode or times.
+    pub fn may_change_attrs(&self, d: &Dentry) -> KResult<()> {
+        let c = self.creds();
+        if c.fsuid != 0 && c.fsuid != d.inode.stat()?.uid {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
     }
 
     /// Opens an existing file by path for reading (exec, the loader).
@@ -64,7 +103,7 @@ impl Task {
         if st.is_dir() {
             return Err(Errno::EACCES);
         }
-        if st.file_type() != libc::S_IFREG || st.mode & 0o111 == 0 {
+        if st.file_type() != libc::S_IFREG || st.mode & 0o111 == 0 || !self.creds().may(&st, 1) {
             return Err(Errno::EACCES);
         }
         let ops = d.inode.clone().open(libc::O_RDONLY as u32)?;

@@ -188,6 +188,7 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
         return Err(Errno::EINVAL);
     }
     let follow = flags & o(libc::O_NOFOLLOW) == 0;
+    let mut created = false;
     let dentry = if flags & o(libc::O_CREAT) != 0 {
         let (dir, name) = match t.lookup_parent_at(dirfd, path) {
             Ok(x) => x,
@@ -205,13 +206,13 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
                     if !follow {
                         return Err(Errno::ELOOP);
                     }
-                    let fs = lock(&fsctx);
-                    t.kernel.vfs.lookup(&fs, &dir, &name, true)?
+                    t.kernel.vfs.lookup(&t.fs_snapshot(), &dir, &name, true)?
                 } else {
                     existing
                 }
             }
             Err(e) if e == Errno::ENOENT => {
+                t.may_modify_dir(&dir)?;
                 let umask = lock(&fsctx).umask;
                 let c = t.creds();
                 let inode = dir.inode.create(
@@ -220,6 +221,7 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
                     c.fsuid,
                     c.fsgid,
                 )?;
+                created = true;
                 Arc::new(crate::vfs::Dentry {
                     name: name.clone(),
                     parent: Some(dir.clone()),
@@ -248,6 +250,16 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
     }
     if st.is_dir() && (acc != o(libc::O_RDONLY) || flags & o(libc::O_CREAT) != 0) {
         return Err(Errno::EISDIR);
+    }
+    // Permission to open for the requested access (a file this open just
+    // created is the creator's whatever its mode).
+    let want = match acc {
+        x if x == o(libc::O_RDONLY) => 4,
+        x if x == o(libc::O_WRONLY) => 2,
+        _ => 6,
+    } | if flags & o(libc::O_TRUNC) != 0 { 2 } else { 0 };
+    if !created && !t.creds().may(&st, want) {
+        return Err(Errno::EACCES);
     }
     // Linux truncates even for O_RDONLY|O_TRUNC (the open needs write access).
     if flags & o(libc::O_TRUNC) != 0 && st.file_type() == libc::S_IFREG {

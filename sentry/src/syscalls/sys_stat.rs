@@ -78,8 +78,10 @@ fn access_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, flags: u64) ->
         flags & AT_EMPTY_PATH != 0,
     )?;
     let st = d.inode.stat()?;
-    if mode & 2 != 0 && d.inode.fs_id() == t.kernel.vfs.root.inode.fs_id() {
-        // The root filesystem is served read-only in this version.
+    if mode & 2 != 0
+        && d.inode.fs_id() == t.kernel.vfs.root.inode.fs_id()
+        && t.kernel.vfs.root_read_only()
+    {
         return Err(Errno::EROFS);
     }
     let c = t.creds();
@@ -93,26 +95,10 @@ fn access_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, flags: u64) ->
     } else {
         c.rgid
     };
-    if !permitted(&st, uid, gid, &c.groups, mode as u32) {
+    if !c.may_as(&st, mode as u32, uid, gid) {
         return Err(Errno::EACCES);
     }
     Ok(0)
-}
-
-/// Classic Unix permission check; root passes everything but exec of a
-/// file with no x bit.
-pub fn permitted(st: &Stat, uid: u32, gid: u32, groups: &[u32], want: u32) -> bool {
-    if uid == 0 {
-        return want & 1 == 0 || st.mode & 0o111 != 0 || st.is_dir();
-    }
-    let bits = if st.uid == uid {
-        (st.mode >> 6) & 7
-    } else if st.gid == gid || groups.contains(&st.gid) {
-        (st.mode >> 3) & 7
-    } else {
-        st.mode & 7
-    };
-    bits & want == want
 }
 
 pub fn access(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
@@ -167,8 +153,7 @@ fn set_cwd(t: &CurrentTask, d: Arc<Dentry>) -> KResult<u64> {
         return Err(Errno::ENOTDIR);
     }
     let st = d.inode.stat()?;
-    let c = t.creds();
-    if !permitted(&st, c.euid, c.egid, &c.groups, 1) {
+    if !t.creds().may(&st, 1) {
         return Err(Errno::EACCES);
     }
     let fs = t.fs_context();
@@ -193,6 +178,7 @@ fn mkdir_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64) -> KResult<u64>
     if t.kernel.vfs.child(&dir, &name).is_ok() {
         return Err(Errno::EEXIST);
     }
+    t.may_modify_dir(&dir)?;
     let umask = lock(&t.fs_context()).umask;
     let c = t.creds();
     dir.inode.mkdir(
@@ -229,6 +215,7 @@ fn unlink_at(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u64) -> KResult<u6
         r => r?,
     };
     let child = t.kernel.vfs.child(&dir, &name)?;
+    t.may_delete(&dir, &child)?;
     if flags & AT_REMOVEDIR != 0 {
         if !child.inode.stat()?.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -284,9 +271,15 @@ fn rename_at(
             e
         }
     })?;
-    t.kernel.vfs.child(&od, &on)?;
-    if flags & RENAME_NOREPLACE != 0 && t.kernel.vfs.child(&nd, &nn).is_ok() {
+    let src = t.kernel.vfs.child(&od, &on)?;
+    let dst = t.kernel.vfs.child(&nd, &nn).ok();
+    if flags & RENAME_NOREPLACE != 0 && dst.is_some() {
         return Err(Errno::EEXIST);
+    }
+    t.may_delete(&od, &src)?;
+    match &dst {
+        Some(d) => t.may_delete(&nd, d)?,
+        None => t.may_modify_dir(&nd)?,
     }
     if od.inode.fs_id() != nd.inode.fs_id() {
         return Err(Errno::EXDEV);
@@ -321,6 +314,7 @@ fn symlink_at(t: &CurrentTask, target: &[u8], dirfd: i32, path: &[u8]) -> KResul
     if t.kernel.vfs.child(&dir, &name).is_ok() {
         return Err(Errno::EEXIST);
     }
+    t.may_modify_dir(&dir)?;
     let c = t.creds();
     dir.inode.symlink(&name, target, c.fsuid, c.fsgid)?;
     Ok(0)
@@ -365,6 +359,7 @@ fn link_at(
     if dir.inode.fs_id() != src.inode.fs_id() {
         return Err(Errno::EXDEV);
     }
+    t.may_modify_dir(&dir)?;
     dir.inode.link(&name, &src.inode)?;
     Ok(0)
 }
@@ -381,24 +376,25 @@ pub fn linkat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     link_at(t, a[0] as i32, &o, a[2] as i32, &n, a[4])
 }
 
-fn chmod_dentry(d: &Arc<Dentry>, mode: u64) -> KResult<u64> {
+fn chmod_dentry(t: &CurrentTask, d: &Arc<Dentry>, mode: u64) -> KResult<u64> {
+    t.may_change_attrs(d)?;
     d.inode.set_mode(mode as u32 & 0o7777)?;
     Ok(0)
 }
 
 pub fn chmod(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let p = path_arg(t, a[0])?;
-    chmod_dentry(&t.lookup_at(AT_FDCWD, &p, true, false)?, a[1])
+    chmod_dentry(t, &t.lookup_at(AT_FDCWD, &p, true, false)?, a[1])
 }
 
 pub fn fchmod(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let f = get_file(t, a[0])?;
-    chmod_dentry(f.dentry.as_ref().ok_or(Errno::EINVAL)?, a[1])
+    chmod_dentry(t, f.dentry.as_ref().ok_or(Errno::EINVAL)?, a[1])
 }
 
 pub fn fchmodat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let p = path_arg(t, a[1])?;
-    chmod_dentry(&t.lookup_at(a[0] as i32, &p, true, false)?, a[2])
+    chmod_dentry(t, &t.lookup_at(a[0] as i32, &p, true, false)?, a[2])
 }
 
 fn owner(v: u64) -> Option<u32> {
@@ -498,6 +494,19 @@ pub fn utimensat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         };
         (get(0)?, get(16)?)
     };
+    // Explicit times: owner or root. "Now": also anyone who may write.
+    let c = t.creds();
+    let st = d.inode.stat()?;
+    if c.fsuid != 0 && c.fsuid != st.uid {
+        let now_only = a[2] == 0;
+        if !now_only || !c.may(&st, 2) {
+            return Err(if now_only {
+                Errno::EACCES
+            } else {
+                Errno::EPERM
+            });
+        }
+    }
     d.inode.set_times(at, mt)?;
     Ok(0)
 }
@@ -554,6 +563,7 @@ fn mknod_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, dev: u64) -> KR
     if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK) && !t.creds().privileged() {
         return Err(Errno::EPERM);
     }
+    t.may_modify_dir(&dir)?;
     let umask = lock(&t.fs_context()).umask;
     let c = t.creds();
     let fmt = if fmt == 0 { libc::S_IFREG } else { fmt };

@@ -107,6 +107,11 @@ impl Vfs {
         );
     }
 
+    /// Whether the root filesystem refuses writes.
+    pub fn root_read_only(&self) -> bool {
+        self.root_fs.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
     /// Removes the mount at absolute `path`; false if nothing is mounted there.
     pub fn unmount(&self, path: &[u8]) -> bool {
         self.mounts
@@ -207,13 +212,22 @@ impl Vfs {
             .filter(|c| !c.is_empty())
             .collect();
         let trailing_slash = path.ends_with(b"/");
+        // Search permission on every directory walked through, for the
+        // calling task's credentials (root passes).
+        let creds = crate::kernel::task::current()
+            .map(|t| t.creds())
+            .filter(|c| c.fsuid != 0);
         for (i, comp) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
             if comp.len() > 255 {
                 return Err(Errno::ENAMETOOLONG);
             }
-            if !cur.is_dir() {
+            let cst = cur.inode.stat()?;
+            if !cst.is_dir() {
                 return Err(Errno::ENOTDIR);
+            }
+            if creds.as_ref().is_some_and(|c| !c.may(&cst, 1)) {
+                return Err(Errno::EACCES);
             }
             if *comp == b"." {
                 continue;

@@ -320,12 +320,11 @@ impl DirOps for NsDir {
         // Following a link ("pid:[4026531836]", relative to this
         // directory) reaches the namespace itself: a file whose inode
         // number is the namespace's, for stat -L and comparisons.
-        let (kind, inum) = NAMESPACES
+        let inum = NAMESPACES
             .iter()
-            .map(|(_, kind, inum)| (*kind, *inum))
-            .find(|(kind, inum)| format!("{kind}:[{inum}]").as_bytes() == name)
+            .find(|(_, kind, inum)| format!("{kind}:[{inum}]").as_bytes() == name)
+            .map(|(_, _, inum)| *inum)
             .ok_or(Errno::ENOENT)?;
-        let _ = kind;
         Ok(Node::new(
             &self.v.fs,
             inum,
@@ -618,7 +617,7 @@ fn kb_line(out: &mut String, name: &str, bytes: u64) {
 }
 
 /// The smaps counters of one mapping (or of a sum of them).
-fn smaps_counters(out: &mut String, size: u64, rss: u64, anon: u64, shared: u64) {
+fn smaps_counters(out: &mut String, rss: u64, anon: u64, shared: u64) {
     let private = rss - shared;
     kb_line(out, "Rss", rss);
     kb_line(out, "Pss", rss);
@@ -643,7 +642,6 @@ fn smaps_counters(out: &mut String, size: u64, rss: u64, anon: u64, shared: u64)
     ] {
         kb_line(out, name, 0);
     }
-    let _ = size;
 }
 
 fn gen_smaps(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {
@@ -661,7 +659,7 @@ fn gen_smaps(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {
         // in shared mappings; file mappings are private copies.
         let shared = if m.shared { m.rss } else { 0 };
         let anon = if m.is_file() || m.shared { 0 } else { m.rss };
-        smaps_counters(&mut out, m.size(), m.rss, anon, shared);
+        smaps_counters(&mut out, m.rss, anon, shared);
         let _ = writeln!(out, "{:<16}{:>8}", "THPeligible:", 0);
         let mut flags = String::new();
         for (bit, name) in [(PROT_READ, "rd"), (PROT_WRITE, "wr"), (PROT_EXEC, "ex")] {
@@ -712,7 +710,7 @@ fn gen_smaps_rollup(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {
         .filter(|m| !m.is_file() && !m.shared)
         .map(|m| m.rss)
         .sum();
-    smaps_counters(&mut out, 0, rss, anon, shared);
+    smaps_counters(&mut out, rss, anon, shared);
     Ok(out.into_bytes())
 }
 
@@ -828,31 +826,32 @@ fn gen_exe(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {
 /// (cwd, root, umask) of a task's filesystem context.
 ///
 /// The path walk holds the walker's context lock while it resolves links,
-/// so following /proc/self/cwd (or a sibling thread's, which shares the
-/// context) must not wait for that lock: it may be held by this very
-/// walk. For the caller's own context we only try the lock for 20 ms
-/// (enough for a sibling thread's walk) and then give up with EDEADLK;
-/// other processes' contexts are locked normally (their holders always
-/// finish).
+/// so following /proc/<pid>/cwd must not simply wait for a context lock:
+/// for the caller's own context (or a sibling thread's, which shares it)
+/// the holder may be this very walk, and two processes walking through
+/// each other's cwd links would wait for each other. So the lock is only
+/// tried, for 20 ms on our own context (enough for a sibling thread's
+/// walk) and 1 s on another's, and then we give up with EDEADLK.
 pub(super) fn fs_of(t: &Task) -> KResult<(Arc<Dentry>, Arc<Dentry>, u32)> {
     let ctx = t.fs_context();
     let own = current().is_some_and(|c| Arc::ptr_eq(&c.fs_context(), &ctx));
-    if !own {
-        let g = lock(&ctx);
-        return Ok((g.cwd.clone(), g.root.clone(), g.umask));
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
-    while std::time::Instant::now() < deadline {
+    let patience = std::time::Duration::from_millis(if own { 20 } else { 1000 });
+    let deadline = std::time::Instant::now() + patience;
+    loop {
         match ctx.try_lock() {
             Ok(g) => return Ok((g.cwd.clone(), g.root.clone(), g.umask)),
             Err(std::sync::TryLockError::Poisoned(p)) => {
                 let g = p.into_inner();
                 return Ok((g.cwd.clone(), g.root.clone(), g.umask));
             }
-            Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Errno::EDEADLK);
+                }
+                std::thread::yield_now();
+            }
         }
     }
-    Err(Errno::EDEADLK)
 }
 
 fn gen_cwd(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {

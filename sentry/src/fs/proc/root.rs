@@ -76,6 +76,9 @@ const STATIC: &[(&str, Maker)] = &[
     ("version", |fs| {
         file(fs, "version", &Owner::Kernel, |_| Ok(system::version()))
     }),
+    ("vmstat", |fs| {
+        file(fs, "vmstat", &Owner::Kernel, |_| Ok(system::vmstat()))
+    }),
 ];
 
 /// The calling task, for self and thread-self (none outside a task: the
