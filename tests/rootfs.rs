@@ -285,3 +285,16 @@ print(c.execute('select count(*), sum(a), max(b) from t').fetchone())"
     assert_eq!(n.stdout_str(), s.stdout_str());
     assert!(!std::path::Path::new(&dir).exists(), "the overlay wrote to the host");
 }
+
+/// Exec failures in a vfork child (dash vforks simple commands): the child
+/// shares its parent's address space, and its exit must not take the
+/// parent's down with it. Also garbage and truncated executables.
+#[test]
+fn failing_execs_leave_the_parent_alive() {
+    let o = sh("printf garbage > /tmp/x; chmod +x /tmp/x; /tmp/x; head -c 100 /bin/ls > /tmp/y; chmod +x /tmp/y; \
+         /tmp/y; echo $?; head -c 5000 /bin/ls > /tmp/z; chmod +x /tmp/z; /tmp/z; echo $?; /nonexistent; echo $?; echo alive")
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(o.stdout_str(), "126\n139\n127\nalive\n", "{o:?}");
+    assert!(o.stderr_str().contains("Exec format error"), "{o:?}");
+}

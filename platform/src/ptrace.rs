@@ -55,6 +55,13 @@ impl PtracePlatform {
     /// stub maps guest memory from; it keeps its number in the stubs.
     pub fn new(memfd: i32) -> Result<Arc<PtracePlatform>> {
         let stub_addr = reserve_stub_page()?;
+        // The interrupt signal is ignored process-wide (the sentry never
+        // uses it), and stubs inherit that: a traced stub thread still stops
+        // for it (ptrace sees ignored signals), but one that is no longer
+        // traced — a thread detached on its way out with a kick pending —
+        // must not be killed by it, taking its whole address space along.
+        // SAFETY: setting a signal disposition to SIG_IGN.
+        unsafe { libc::signal(INTERRUPT_SIGNAL, libc::SIG_IGN) };
         let (tx, rx) = mpsc::channel::<mpsc::Sender<std::result::Result<Forked, Errno>>>();
         std::thread::Builder::new()
             .name("stub-factory".into())
