@@ -298,3 +298,128 @@ fn failing_execs_leave_the_parent_alive() {
     assert_eq!(o.stdout_str(), "126\n139\n127\nalive\n", "{o:?}");
     assert!(o.stderr_str().contains("Exec format error"), "{o:?}");
 }
+
+/// Extended attributes: python's os.*xattr on tmpfs (/tmp) and through the
+/// overlay on the host root (/var/tmp, a host file with an attribute copied
+/// up), compared with the same calls natively on the host's /var/tmp.
+#[test]
+fn xattrs_match_native() {
+    let script = r#"
+import os, sys
+def run(p):
+    out = []
+    def t(f, *a):
+        try:
+            out.append(repr(f(*a)))
+        except OSError as e:
+            out.append('E%d' % e.errno)
+    open(p, 'w').close()
+    t(os.listxattr, p)
+    t(os.setxattr, p, 'user.a', b'hello')
+    t(os.setxattr, p, 'user.b', b'')
+    t(os.getxattr, p, 'user.a')
+    t(os.getxattr, p, 'user.b')
+    t(os.getxattr, p, 'user.zz')
+    t(lambda: sorted(os.listxattr(p)))
+    t(os.setxattr, p, 'user.a', b'x', os.XATTR_CREATE)
+    t(os.setxattr, p, 'user.c', b'x', os.XATTR_REPLACE)
+    t(os.setxattr, p, 'user.a', b'world', os.XATTR_REPLACE)
+    t(os.getxattr, p, 'user.a')
+    t(os.setxattr, p, 'user.', b'x')
+    t(os.setxattr, p, 'bogus.a', b'x')
+    t(os.getxattr, p, '')
+    t(os.getxattr, p, 'user.' + 'x' * 300)
+    t(os.setxattr, p, 'user.big', b'x' * 70000)
+    t(os.removexattr, p, 'user.a')
+    t(os.removexattr, p, 'user.a')
+    t(lambda: sorted(os.listxattr(p)))
+    fd = os.open(p, os.O_RDONLY)
+    t(os.getxattr, fd, 'user.b')
+    t(os.listxattr, fd)
+    os.close(fd)
+    os.unlink(p)
+    return ' '.join(out)
+for p in sys.argv[2:]:
+    print(run(p))
+low = sys.argv[1]
+try:
+    a = (os.listxattr(low), os.getxattr(low, 'user.k'))
+    os.setxattr(low, 'user.n', b'2')
+    print(*a, sorted(os.listxattr(low)), open(low).read())
+except OSError as e:
+    print('E%d' % e.errno)
+"#;
+    const EXPECTED: &str =
+        "[] None None b'hello' b'' E61 ['user.a', 'user.b'] E17 E61 None b'world' \
+        E22 E95 E34 E34 E7 None E61 ['user.b'] b'' ['user.b']";
+    let dir = format!("/var/tmp/runsc-it-xattr-{}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let low = format!("{dir}/low");
+    let f = |n: &str| format!("{dir}/{n}");
+    let prep = |p: &str| {
+        let _ = std::fs::remove_file(p);
+        std::fs::write(p, "hi").unwrap();
+        run_native(
+            &[
+                "/usr/bin/python3",
+                "-c",
+                &format!("import os; os.setxattr('{p}', 'user.k', b'v')"),
+            ],
+            None,
+        )
+    };
+    let native_ok = prep(&low).code == 0;
+    let n = run_native(
+        &["/usr/bin/python3", "-c", script, &low, &f("native")],
+        None,
+    );
+    prep(&low);
+    let s = run_sandbox(
+        &[
+            "/usr/bin/python3",
+            "-c",
+            script,
+            &low,
+            "/tmp/x",
+            &f("sandbox"),
+        ],
+        None,
+    );
+    let host_after = std::fs::read(&low).unwrap();
+    let host_names = run_native(
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import os, sys; print(os.listxattr(sys.argv[1]))",
+            &low,
+        ],
+        None,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_code(&n, 0, "native");
+    assert_code(&s, 0, "sandbox");
+    let out = s.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{s:?}");
+    assert_eq!(lines[0], EXPECTED, "tmpfs");
+    assert_eq!(lines[1], EXPECTED, "overlay");
+    if native_ok {
+        assert_eq!(
+            n.stdout_str().lines().next(),
+            Some(EXPECTED),
+            "native {n:?}"
+        );
+        assert_eq!(
+            lines[2], "['user.k'] b'v' ['user.k', 'user.n'] hi",
+            "copy-up"
+        );
+    }
+    assert_eq!(host_after, b"hi", "the overlay wrote to the host");
+    if native_ok {
+        assert_eq!(
+            host_names.stdout_str(),
+            "['user.k']\n",
+            "the overlay wrote to the host"
+        );
+    }
+}

@@ -543,6 +543,23 @@ impl Inode for GoferInode {
         Ok(())
     }
 
+    fn getxattr(&self, name: &[u8]) -> KResult<Vec<u8>> {
+        self.fs.call(|c| c.getxattr(self.fid, name))
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: i32) -> KResult<()> {
+        self.fs
+            .call(|c| c.setxattr(self.fid, name, value, flags as u32))
+    }
+
+    fn listxattr(&self) -> KResult<Vec<Vec<u8>>> {
+        self.fs.call(|c| c.listxattr(self.fid))
+    }
+
+    fn removexattr(&self, name: &[u8]) -> KResult<()> {
+        self.fs.call(|c| c.removexattr(self.fid, name))
+    }
+
     fn set_mode(&self, mode: u32) -> KResult<()> {
         self.setattr(SetAttr {
             mask: SETATTR_MODE,

@@ -208,6 +208,14 @@ impl OverlayNode {
         if st.file_type() != libc::S_IFLNK {
             let _ = new.set_mode(st.mode & 0o7777);
         }
+        // Extended attributes come along where both layers keep them.
+        if let Ok(names) = lower.listxattr() {
+            for n in names {
+                if let Ok(v) = lower.getxattr(&n) {
+                    let _ = new.setxattr(&n, &v, 0);
+                }
+            }
+        }
         let _ = new.set_times(Some(st.atime), Some(st.mtime));
         *up = Some(new.clone());
         Ok(new)
@@ -465,6 +473,22 @@ impl Inode for OverlayNode {
         lock(&self.children).remove(name);
         lock(&nd.children).remove(new_name);
         Ok(())
+    }
+
+    fn getxattr(&self, name: &[u8]) -> KResult<Vec<u8>> {
+        self.top()?.getxattr(name)
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: i32) -> KResult<()> {
+        self.copy_up()?.setxattr(name, value, flags)
+    }
+
+    fn listxattr(&self) -> KResult<Vec<Vec<u8>>> {
+        self.top()?.listxattr()
+    }
+
+    fn removexattr(&self, name: &[u8]) -> KResult<()> {
+        self.copy_up()?.removexattr(name)
     }
 
     fn set_mode(&self, mode: u32) -> KResult<()> {

@@ -32,6 +32,25 @@ const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 const NAME_MAX: usize = 255;
 const PATH_MAX: usize = 4096;
 const PERM_MASK: u32 = 0o7777;
+/// XATTR_NAME_MAX and XATTR_SIZE_MAX.
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: usize = 64 * 1024;
+const XATTR_CREATE: i32 = 1;
+const XATTR_REPLACE: i32 = 2;
+
+/// Checks an xattr name: its length and a namespace Linux's tmpfs keeps.
+fn xattr_name_ok(name: &[u8]) -> KResult<()> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(Errno::ERANGE);
+    }
+    let known = [&b"user."[..], b"trusted.", b"security."];
+    match known.iter().find(|p| name.starts_with(p)) {
+        // A bare prefix names nothing.
+        Some(p) if name.len() == p.len() => Err(Errno::EINVAL),
+        Some(_) => Ok(()),
+        None => Err(Errno::EOPNOTSUPP),
+    }
+}
 
 /// One mounted instance.
 struct FsInfo {
@@ -84,6 +103,8 @@ struct Meta {
     atime: Timespec,
     mtime: Timespec,
     ctime: Timespec,
+    /// Extended attributes (`user.`, `trusted.`, `security.`).
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 struct DirData {
@@ -213,6 +234,7 @@ impl TmpfsInode {
                 atime: now,
                 mtime: now,
                 ctime: now,
+                xattrs: BTreeMap::new(),
             }),
             kind,
         })
@@ -804,6 +826,50 @@ impl Inode for TmpfsInode {
                 m.perm &= !libc::S_ISGID;
             }
         }
+        m.ctime = Timespec::now();
+        Ok(())
+    }
+
+    fn getxattr(&self, name: &[u8]) -> KResult<Vec<u8>> {
+        xattr_name_ok(name)?;
+        lock(&self.meta)
+            .xattrs
+            .get(name)
+            .cloned()
+            .ok_or(Errno::ENODATA)
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: i32) -> KResult<()> {
+        xattr_name_ok(name)?;
+        if value.len() > XATTR_SIZE_MAX {
+            return Err(Errno::E2BIG);
+        }
+        if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut m = lock(&self.meta);
+        match m.xattrs.entry(name.to_vec()) {
+            Entry::Occupied(_) if flags & XATTR_CREATE != 0 => return Err(Errno::EEXIST),
+            Entry::Vacant(_) if flags & XATTR_REPLACE != 0 => return Err(Errno::ENODATA),
+            Entry::Occupied(mut o) => {
+                o.insert(value.to_vec());
+            }
+            Entry::Vacant(v) => {
+                v.insert(value.to_vec());
+            }
+        }
+        m.ctime = Timespec::now();
+        Ok(())
+    }
+
+    fn listxattr(&self) -> KResult<Vec<Vec<u8>>> {
+        Ok(lock(&self.meta).xattrs.keys().cloned().collect())
+    }
+
+    fn removexattr(&self, name: &[u8]) -> KResult<()> {
+        xattr_name_ok(name)?;
+        let mut m = lock(&self.meta);
+        m.xattrs.remove(name).ok_or(Errno::ENODATA)?;
         m.ctime = Timespec::now();
         Ok(())
     }

@@ -6,7 +6,7 @@ use super::{path_arg, Args};
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::{lock, CurrentTask};
 use crate::kernel::task_fs::AT_FDCWD;
-use crate::vfs::{Dentry, Stat, Timespec};
+use crate::vfs::{Dentry, Inode, Stat, Timespec};
 use std::sync::Arc;
 
 const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
@@ -527,24 +527,182 @@ pub fn fstatfs(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     t.mm.copy_out(a[1], &st.to_linux()).map(|_| 0)
 }
 
-/// The *xattr family: our filesystems keep no extended attributes yet, so
-/// after checking the target exists every call reports ENOTSUP, as Linux
-/// does for a filesystem without xattr support.
-fn xattr_path(t: &CurrentTask, path: u64, follow: bool) -> KResult<u64> {
-    let p = path_arg(t, path)?;
-    t.lookup_at(AT_FDCWD, &p, follow, false)?;
-    Err(Errno::ENOTSUP)
+/// The *xattr family. Names are read from guest memory (ERANGE when empty
+/// or over XATTR_NAME_MAX, as Linux's import_xattr_name()), checked as
+/// xattr_permission() does, and handed to the target inode.
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: u64 = 64 * 1024;
+const XATTR_LIST_MAX: u64 = 64 * 1024;
+const XATTR_CREATE: i32 = 1;
+const XATTR_REPLACE: i32 = 2;
+
+/// How a *xattr call names its target.
+#[derive(Clone, Copy)]
+enum XattrTarget {
+    Path,
+    LPath,
+    Fd,
+}
+
+fn xattr_inode(t: &CurrentTask, how: XattrTarget, arg: u64) -> KResult<Arc<dyn Inode>> {
+    match how {
+        XattrTarget::Fd => get_file(t, arg)?
+            .dentry
+            .as_ref()
+            .map(|d| d.inode.clone())
+            .ok_or(Errno::EBADF),
+        XattrTarget::Path | XattrTarget::LPath => {
+            let p = path_arg(t, arg)?;
+            let follow = matches!(how, XattrTarget::Path);
+            Ok(t.lookup_at(AT_FDCWD, &p, follow, false)?.inode.clone())
+        }
+    }
+}
+
+fn xattr_name(t: &CurrentTask, addr: u64) -> KResult<Vec<u8>> {
+    if addr == 0 {
+        return Err(Errno::EFAULT);
+    }
+    let n = t.mm.read_cstring(addr, XATTR_NAME_MAX).map_err(|e| {
+        if e == Errno::ENAMETOOLONG {
+            Errno::ERANGE
+        } else {
+            e
+        }
+    })?;
+    if n.is_empty() || n.len() > XATTR_NAME_MAX {
+        return Err(Errno::ERANGE);
+    }
+    Ok(n)
+}
+
+/// xattr_permission(): `write` for set/remove, otherwise read.
+fn xattr_permission(
+    t: &CurrentTask,
+    inode: &Arc<dyn Inode>,
+    name: &[u8],
+    write: bool,
+) -> KResult<()> {
+    if name.starts_with(b"security.") || name.starts_with(b"system.") {
+        return Ok(());
+    }
+    let c = t.creds();
+    let denied = if write { Errno::EPERM } else { Errno::ENODATA };
+    if name.starts_with(b"trusted.") {
+        return if c.privileged() { Ok(()) } else { Err(denied) };
+    }
+    let st = inode.stat()?;
+    if name.starts_with(b"user.") && !st.is_dir() && st.file_type() != libc::S_IFREG {
+        return Err(denied);
+    }
+    if c.may(&st, if write { 2 } else { 4 }) {
+        Ok(())
+    } else {
+        Err(Errno::EACCES)
+    }
+}
+
+fn do_getxattr(t: &CurrentTask, how: XattrTarget, a: &Args) -> KResult<u64> {
+    let inode = xattr_inode(t, how, a[0])?;
+    let name = xattr_name(t, a[1])?;
+    xattr_permission(t, &inode, &name, false)?;
+    let v = inode.getxattr(&name)?;
+    let size = a[3].min(XATTR_SIZE_MAX);
+    if size != 0 {
+        if v.len() as u64 > size {
+            return Err(Errno::ERANGE);
+        }
+        t.mm.copy_out(a[2], &v)?;
+    }
+    Ok(v.len() as u64)
+}
+
+fn do_setxattr(t: &CurrentTask, how: XattrTarget, a: &Args) -> KResult<u64> {
+    let flags = a[4] as i32;
+    if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = xattr_name(t, a[1])?;
+    if a[3] > XATTR_SIZE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    let mut v = vec![0u8; a[3] as usize];
+    if !v.is_empty() {
+        t.mm.copy_in(a[2], &mut v)?;
+    }
+    let inode = xattr_inode(t, how, a[0])?;
+    xattr_permission(t, &inode, &name, true)?;
+    inode.setxattr(&name, &v, flags)?;
+    Ok(0)
+}
+
+fn do_listxattr(t: &CurrentTask, how: XattrTarget, a: &Args) -> KResult<u64> {
+    let inode = xattr_inode(t, how, a[0])?;
+    let privileged = t.creds().privileged();
+    let mut out = Vec::new();
+    for n in inode.listxattr()? {
+        // simple_xattr_list(): trusted.* only for CAP_SYS_ADMIN.
+        if n.starts_with(b"trusted.") && !privileged {
+            continue;
+        }
+        out.extend_from_slice(&n);
+        out.push(0);
+    }
+    let size = a[2].min(XATTR_LIST_MAX);
+    if size != 0 {
+        if out.len() as u64 > size {
+            return Err(Errno::ERANGE);
+        }
+        t.mm.copy_out(a[1], &out)?;
+    } else if out.len() as u64 > XATTR_LIST_MAX {
+        return Err(Errno::E2BIG);
+    }
+    Ok(out.len() as u64)
+}
+
+fn do_removexattr(t: &CurrentTask, how: XattrTarget, a: &Args) -> KResult<u64> {
+    let name = xattr_name(t, a[1])?;
+    let inode = xattr_inode(t, how, a[0])?;
+    xattr_permission(t, &inode, &name, true)?;
+    inode.removexattr(&name)?;
+    Ok(0)
 }
 
 pub fn getxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    xattr_path(t, a[0], true)
+    do_getxattr(t, XattrTarget::Path, a)
 }
 pub fn lgetxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    xattr_path(t, a[0], false)
+    do_getxattr(t, XattrTarget::LPath, a)
 }
-pub fn fxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    get_file(t, a[0])?;
-    Err(Errno::ENOTSUP)
+pub fn fgetxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_getxattr(t, XattrTarget::Fd, a)
+}
+pub fn setxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_setxattr(t, XattrTarget::Path, a)
+}
+pub fn lsetxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_setxattr(t, XattrTarget::LPath, a)
+}
+pub fn fsetxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_setxattr(t, XattrTarget::Fd, a)
+}
+pub fn listxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_listxattr(t, XattrTarget::Path, a)
+}
+pub fn llistxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_listxattr(t, XattrTarget::LPath, a)
+}
+pub fn flistxattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_listxattr(t, XattrTarget::Fd, a)
+}
+pub fn removexattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_removexattr(t, XattrTarget::Path, a)
+}
+pub fn lremovexattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_removexattr(t, XattrTarget::LPath, a)
+}
+pub fn fremovexattr(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_removexattr(t, XattrTarget::Fd, a)
 }
 
 fn mknod_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, dev: u64) -> KResult<u64> {

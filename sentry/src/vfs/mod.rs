@@ -269,6 +269,23 @@ pub trait Inode: Send + Sync + Any {
     fn truncate(&self, _len: u64) -> KResult<()> {
         Err(Errno::EROFS)
     }
+    /// The value of extended attribute `name`; ENODATA when unset.
+    fn getxattr(&self, _name: &[u8]) -> KResult<Vec<u8>> {
+        Err(Errno::EOPNOTSUPP)
+    }
+    /// Sets extended attribute `name`; `flags` is 0, XATTR_CREATE (1) or
+    /// XATTR_REPLACE (2).
+    fn setxattr(&self, _name: &[u8], _value: &[u8], _flags: i32) -> KResult<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
+    /// The names of the object's extended attributes.
+    fn listxattr(&self) -> KResult<Vec<Vec<u8>>> {
+        Err(Errno::EOPNOTSUPP)
+    }
+    /// Removes extended attribute `name`; ENODATA when unset.
+    fn removexattr(&self, _name: &[u8]) -> KResult<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
     /// statfs(2) of the filesystem holding this object. The default suits
     /// in-memory filesystems without accounting; filesystems that know
     /// better (the gofer's host numbers, tmpfs's size limit) override it.
