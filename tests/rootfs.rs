@@ -277,13 +277,20 @@ print(c.execute('select count(*), sum(a), max(b) from t').fetchone())"
         if [ -x /usr/bin/git ]; then git init -q r && cd r && echo a > f && git add f && \
             git -c user.email=a@b -c user.name=n commit -qm init && git log --format=%s; fi"#;
     let dir = format!("/var/tmp/runsc-it-prog-{}", std::process::id());
-    let n = Spec::new(&["/bin/sh", "-c", script, "sh", &dir]).timeout(std::time::Duration::from_secs(120)).run_native();
+    let n = Spec::new(&["/bin/sh", "-c", script, "sh", &dir])
+        .timeout(std::time::Duration::from_secs(120))
+        .run_native();
     let _ = std::fs::remove_dir_all(&dir);
-    let s = Spec::new(&["/bin/sh", "-c", script, "sh", &dir]).timeout(std::time::Duration::from_secs(120)).run_sandbox();
+    let s = Spec::new(&["/bin/sh", "-c", script, "sh", &dir])
+        .timeout(std::time::Duration::from_secs(120))
+        .run_sandbox();
     assert_code(&n, 0, "native");
     assert_code(&s, 0, "sandbox");
     assert_eq!(n.stdout_str(), s.stdout_str());
-    assert!(!std::path::Path::new(&dir).exists(), "the overlay wrote to the host");
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "the overlay wrote to the host"
+    );
 }
 
 /// Exec failures in a vfork child (dash vforks simple commands): the child

@@ -265,6 +265,46 @@ fn find_ctty(k: &Arc<Kernel>, sid: i32) -> Option<Arc<Pty>> {
         .find(|p| std::ptr::eq(p.kernel.as_ptr(), Arc::as_ptr(k)) && p.ctty_sid(k) == Some(sid))
 }
 
+/// What /proc/<pid>/stat reports for a process of session `sid`: its
+/// controlling terminal's device number (new_encode_dev, the tty_nr
+/// field), the terminal's foreground process group (tpgid) and its name
+/// ("pts/N"); None without a controlling terminal.
+pub fn session_tty(k: &Arc<Kernel>, sid: i32) -> Option<(u32, i32, String)> {
+    let p = find_ctty(k, sid)?;
+    let fg = p.st().fg_pgrp;
+    Some((
+        encode_dev(UNIX98_PTY_SLAVE_MAJOR + p.index / 256, p.index % 256),
+        fg,
+        format!("pts/{}", p.index),
+    ))
+}
+
+/// The session leader `leader` exited (Linux's disassociate_ctty(1) for a
+/// pty): its session loses its controlling terminal and the foreground
+/// process group gets SIGHUP. Meant to be called from process exit; until
+/// then a dead leader's terminal is merely treated as nobody's.
+pub fn session_leader_exited(k: &Kernel, leader: &Arc<ThreadGroup>) {
+    let all: Vec<Arc<Pty>> = {
+        let g = lock(&ALL_PTYS);
+        g.iter().filter_map(|w| w.upgrade()).collect()
+    };
+    for p in all {
+        let fg = {
+            let mut st = p.st();
+            let ours = st
+                .session
+                .as_ref()
+                .is_some_and(|s| std::ptr::eq(s.leader.as_ptr(), Arc::as_ptr(leader)));
+            if !ours {
+                continue;
+            }
+            st.session = None;
+            std::mem::take(&mut st.fg_pgrp)
+        };
+        signal_pgrp(k, fg, libc::SIGHUP);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The pty pair.
 // ---------------------------------------------------------------------------
@@ -1189,7 +1229,10 @@ impl DevPts {
         });
         m.insert(index, Arc::downgrade(&pty));
         drop(m);
-        lock(&ALL_PTYS).push(Arc::downgrade(&pty));
+        let mut all = lock(&ALL_PTYS);
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&pty));
+        drop(all);
         Ok(pty)
     }
 

@@ -550,7 +550,11 @@ pub fn open_fifo(p: &Arc<Pipe>, flags: u32) -> KResult<Arc<dyn FileOps>> {
         (st.readers, st.writers, st.reader_opens, st.writer_opens)
     };
     let (present, other_before) = if reading { (w > 0, wo) } else { (r > 0, ro) };
-    let end = if reading { p.open_reader() } else { p.open_writer() };
+    let end = if reading {
+        p.open_reader()
+    } else {
+        p.open_writer()
+    };
     if nonblock || present {
         return Ok(end);
     }

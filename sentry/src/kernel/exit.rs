@@ -54,6 +54,8 @@ impl CurrentTask {
         if last {
             // POSIX record locks die with their process.
             crate::vfs::lock::release_process(&tg);
+            // A session leader's exit hangs up its controlling terminal.
+            crate::fs::devpts::session_leader_exited(&kernel, &tg);
             let status = tg.exiting().unwrap_or(status);
             kernel.process_exit(tg.tgid, status);
         }

@@ -45,7 +45,9 @@ impl Task {
             return f.dentry.clone().ok_or(Errno::EBADF);
         }
         let start = self.start_dir(dirfd, path)?;
-        self.kernel.vfs.lookup(&self.fs_snapshot(), &start, path, follow)
+        self.kernel
+            .vfs
+            .lookup(&self.fs_snapshot(), &start, path, follow)
     }
 
     /// The root, cwd and umask, copied out of the lock: a walk may reach
@@ -62,7 +64,9 @@ impl Task {
 
     pub fn lookup_parent_at(&self, dirfd: i32, path: &[u8]) -> KResult<(Arc<Dentry>, Vec<u8>)> {
         let start = self.start_dir(dirfd, path)?;
-        self.kernel.vfs.lookup_parent(&self.fs_snapshot(), &start, path)
+        self.kernel
+            .vfs
+            .lookup_parent(&self.fs_snapshot(), &start, path)
     }
 
     /// Write and search permission on a directory about to change.
