@@ -12,7 +12,9 @@ pub mod host;
 pub mod overlay;
 pub mod pipe;
 pub mod proc;
+pub mod signalfd;
 pub mod sys;
+pub mod timerfd;
 pub mod tmpfs;
 pub mod tty;
 

@@ -170,6 +170,17 @@ impl Kernel {
         self.ts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// CPU time of a thread group: its live threads plus those that exited.
+    pub fn group_cpu_ns(&self, tg: &task::ThreadGroup) -> u64 {
+        let live: u64 = self
+            .ts()
+            .threads_of(tg.tgid)
+            .iter()
+            .map(|t| t.cpu_time_ns())
+            .sum();
+        live + tg.dead_cpu_ns.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Called when PID 1 exits: the sandbox is over.
     pub fn finish(&self, wait_status: i32) {
         let mut e = self.exit.0.lock().unwrap_or_else(|p| p.into_inner());

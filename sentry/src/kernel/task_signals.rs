@@ -78,6 +78,7 @@ impl Kernel {
                 }
             }
         }
+        crate::fs::signalfd::signal_queue().notify_all();
     }
 
     /// Kills every thread of `tg` (SIGKILL or a fatal default action).

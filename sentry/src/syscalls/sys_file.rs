@@ -732,3 +732,116 @@ fn do_eventfd(t: &CurrentTask, init: u64, flags: u32) -> KResult<u64> {
 pub fn dtype(st: &Stat) -> u8 {
     dtype_of_mode(st.mode)
 }
+
+pub fn signalfd(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_signalfd(t, a[0] as i32, a[1], a[2], 0)
+}
+
+pub fn signalfd4(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_signalfd(t, a[0] as i32, a[1], a[2], a[3] as u32)
+}
+
+fn do_signalfd(t: &CurrentTask, fd: i32, mask_addr: u64, size: u64, flags: u32) -> KResult<u64> {
+    use fs::signalfd::SignalFd;
+    if flags & !((libc::O_CLOEXEC | libc::O_NONBLOCK) as u32) != 0 || size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = t.mm.read_u64(mask_addr)?;
+    if fd != -1 {
+        let f = t.fd_table().get(fd)?;
+        let s = f
+            .ops
+            .as_any()
+            .downcast_ref::<SignalFd>()
+            .ok_or(Errno::EINVAL)?;
+        s.set_mask(mask);
+        return Ok(fd as u64);
+    }
+    let f = File::new(
+        fs::signalfd::new_signalfd(mask),
+        libc::O_RDWR as u32 | (flags & libc::O_NONBLOCK as u32),
+        None,
+    );
+    install(t, f, flags & libc::O_CLOEXEC as u32 != 0)
+}
+
+pub fn timerfd_create(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let clock = a[0] as i32;
+    let flags = a[1] as u32;
+    if flags & !((libc::O_CLOEXEC | libc::O_NONBLOCK) as u32) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    match clock {
+        libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME => {}
+        libc::CLOCK_REALTIME_ALARM | libc::CLOCK_BOOTTIME_ALARM => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    }
+    let f = File::new(
+        fs::timerfd::new_timerfd(&t.kernel, clock),
+        libc::O_RDWR as u32 | (flags & libc::O_NONBLOCK as u32),
+        None,
+    );
+    install(t, f, flags & libc::O_CLOEXEC as u32 != 0)
+}
+
+fn timerfd_of(t: &CurrentTask, fd: u64) -> KResult<Arc<File>> {
+    let f = get_file(t, fd)?;
+    if f.ops.as_any().is::<fs::timerfd::TimerFd>() {
+        Ok(f)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+fn itimerspec_bytes(value: std::time::Duration, interval: std::time::Duration) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for (i, d) in [interval, value].iter().enumerate() {
+        b[i * 16..i * 16 + 8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
+        b[i * 16 + 8..i * 16 + 16].copy_from_slice(&(d.subsec_nanos() as i64).to_le_bytes());
+    }
+    b
+}
+
+pub fn timerfd_settime(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    const TFD_TIMER_ABSTIME: u32 = 1;
+    const TFD_TIMER_CANCEL_ON_SET: u32 = 2;
+    use super::sys_thread::read_duration;
+    use std::time::Instant;
+    let flags = a[1] as u32;
+    if flags & !(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = timerfd_of(t, a[0])?;
+    let tf = f
+        .ops
+        .as_any()
+        .downcast_ref::<fs::timerfd::TimerFd>()
+        .ok_or(Errno::EINVAL)?;
+    let interval = read_duration(t, a[2])?;
+    let value = read_duration(t, a[2] + 16)?;
+    let first = if value.is_zero() {
+        None
+    } else if flags & TFD_TIMER_ABSTIME != 0 {
+        let now = super::sys_time::host_clock(tf.clock());
+        Some(Instant::now() + value.saturating_sub(now))
+    } else {
+        Some(Instant::now() + value)
+    };
+    let (old_v, old_i) = tf.set(first, interval);
+    if a[3] != 0 {
+        t.mm.copy_out(a[3], &itimerspec_bytes(old_v, old_i))?;
+    }
+    Ok(0)
+}
+
+pub fn timerfd_gettime(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = timerfd_of(t, a[0])?;
+    let tf = f
+        .ops
+        .as_any()
+        .downcast_ref::<fs::timerfd::TimerFd>()
+        .ok_or(Errno::EINVAL)?;
+    let (v, i) = tf.get();
+    t.mm.copy_out(a[1], &itimerspec_bytes(v, i))?;
+    Ok(0)
+}

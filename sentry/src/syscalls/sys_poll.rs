@@ -79,7 +79,20 @@ fn do_poll(t: &CurrentTask, addr: u64, nfds: u64, deadline: Option<Instant>) -> 
         .chunks(8)
         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) < 0)
         .collect();
-    let rev = wait_ready(t, &files, deadline)?;
+    // Only the entries with fd >= 0 are waited on (a negative fd must not
+    // end the wait with its would-be POLLNVAL).
+    let live: Vec<(Option<Arc<File>>, u32)> = files
+        .into_iter()
+        .zip(&neg)
+        .filter(|(_, &n)| !n)
+        .map(|(f, _)| f)
+        .collect();
+    let live_rev = wait_ready(t, &live, deadline)?;
+    let mut it = live_rev.into_iter();
+    let rev: Vec<u32> = neg
+        .iter()
+        .map(|&n| if n { 0 } else { it.next().unwrap_or(0) })
+        .collect();
     let mut n = 0;
     for (i, c) in raw.chunks_mut(8).enumerate() {
         let r = if neg[i] { 0 } else { rev[i] };

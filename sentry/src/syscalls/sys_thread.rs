@@ -684,14 +684,7 @@ fn timeval(ns: u64) -> [u8; 16] {
 }
 
 fn group_cpu_ns(t: &CurrentTask) -> u64 {
-    let live: u64 = t
-        .kernel
-        .ts()
-        .threads_of(t.tgid())
-        .iter()
-        .map(|x| x.cpu_time_ns())
-        .sum();
-    live + t.tg.dead_cpu_ns.load(Ordering::Relaxed)
+    t.kernel.group_cpu_ns(&t.tg)
 }
 
 pub fn getrusage(t: &mut CurrentTask, a: &Args) -> KResult<u64> {

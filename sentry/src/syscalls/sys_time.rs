@@ -4,7 +4,6 @@ use super::sys_thread::read_duration;
 use super::Args;
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::CurrentTask;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The host's reading of a wall or monotonic clock (these need no
@@ -28,18 +27,7 @@ fn clock_value(t: &CurrentTask, clock: i32) -> KResult<Duration> {
         | libc::CLOCK_MONOTONIC_RAW
         | libc::CLOCK_MONOTONIC_COARSE
         | libc::CLOCK_BOOTTIME => Ok(host_clock(clock)),
-        libc::CLOCK_PROCESS_CPUTIME_ID => {
-            let live: u64 = t
-                .kernel
-                .ts()
-                .threads_of(t.tgid())
-                .iter()
-                .map(|x| x.cpu_time_ns())
-                .sum();
-            Ok(Duration::from_nanos(
-                live + t.tg.dead_cpu_ns.load(Ordering::Relaxed),
-            ))
-        }
+        libc::CLOCK_PROCESS_CPUTIME_ID => Ok(Duration::from_nanos(t.kernel.group_cpu_ns(&t.tg))),
         libc::CLOCK_THREAD_CPUTIME_ID => Ok(Duration::from_nanos(t.cpu_time_ns())),
         _ => Err(Errno::EINVAL),
     }
