@@ -430,9 +430,9 @@ fn record_lock(t: &CurrentTask, f: &Arc<File>, cmd: i32, addr: u64) -> KResult<u
     t.mm.copy_in(addr, &mut b)?;
     let l_type = i16::from_le_bytes([b[0], b[1]]);
     let l_whence = i16::from_le_bytes([b[2], b[3]]);
-    let l_start = i64::from_le_bytes(b[8..16].try_into().unwrap());
-    let l_len = i64::from_le_bytes(b[16..24].try_into().unwrap());
-    let l_pid = i32::from_le_bytes(b[24..28].try_into().unwrap());
+    let l_start = i64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8]));
+    let l_len = i64::from_le_bytes(b[16..24].try_into().unwrap_or([0; 8]));
+    let l_pid = i32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4]));
     let ofd = matches!(
         cmd,
         libc::F_OFD_SETLK | libc::F_OFD_SETLKW | libc::F_OFD_GETLK
