@@ -1759,3 +1759,51 @@ fn script_echo_hello() {
     assert!(n.stdout_str().contains("hello"), "{n:?}");
     assert!(o.stdout_str().contains("hello"), "{o:?}");
 }
+
+#[test]
+fn py_inotify_events() {
+    let o = assert_same_spec(&py(r#"
+        import ctypes, os, struct
+        libc = ctypes.CDLL(None, use_errno=True)
+        d = "/tmp/inotify_test_%d_%s" % (os.getpid(), os.urandom(4).hex())
+        os.mkdir(d)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert fd >= 0
+        mask = 0x2 | 0x40 | 0x80 | 0x100 | 0x200 | 0x4
+        wd = libc.inotify_add_watch(fd, d.encode(), mask)
+        assert wd >= 0
+        print("same wd", libc.inotify_add_watch(fd, d.encode(), mask) == wd)
+        f = os.open(d + "/a", os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(f, b"hello")
+        os.close(f)
+        os.rename(d + "/a", d + "/b")
+        os.unlink(d + "/b")
+        os.mkdir(d + "/sub")
+        os.rmdir(d + "/sub")
+        names = {0x1:"ACCESS",0x2:"MODIFY",0x4:"ATTRIB",0x8:"CLOSE_WRITE",0x10:"CLOSE_NOWRITE",0x20:"OPEN",0x40:"MOVED_FROM",0x80:"MOVED_TO",0x100:"CREATE",0x200:"DELETE",0x400:"DELETE_SELF",0x800:"MOVE_SELF",0x8000:"IGNORED",0x40000000:"ISDIR"}
+        buf = os.read(fd, 65536)
+        cookies = []
+        i = 0
+        while i < len(buf):
+            w, m, c, l = struct.unpack_from("iIII", buf, i)
+            name = buf[i+16:i+16+l].rstrip(b"\0").decode()
+            i += 16 + l
+            if c: cookies.append(c)
+            print(w == wd, "|".join(v for k, v in sorted(names.items()) if m & k), name)
+        print("cookies match", len(cookies) == 2 and cookies[0] == cookies[1])
+        try:
+            os.read(fd, 65536)
+        except BlockingIOError:
+            print("EAGAIN")
+        print("rm", libc.inotify_rm_watch(fd, wd))
+        buf = os.read(fd, 64)
+        w, m, c, l = struct.unpack_from("iIII", buf, 0)
+        print("ignored", m == 0x8000, w == wd)
+        print("rm again", libc.inotify_rm_watch(fd, wd), ctypes.get_errno())
+        os.rmdir(d)
+    "#));
+    assert!(
+        o.stdout_str().contains("CREATE a\nTrue MODIFY a\n"),
+        "{o:?}"
+    );
+}

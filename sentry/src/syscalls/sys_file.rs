@@ -58,6 +58,7 @@ pub fn write(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let mut buf = vec![0u8; n];
     t.mm.copy_in(a[1], &mut buf)?;
     let r = f.write(&t.task, &buf);
+    modified(&f, &r);
     Ok(sigpipe(t, r)? as u64)
 }
 
@@ -80,7 +81,15 @@ pub fn pwrite64(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let mut buf = vec![0u8; (a[2] as usize).min(MAX_RW)];
     t.mm.copy_in(a[1], &mut buf)?;
     let r = f.pwrite(&t.task, &buf, a[3]);
+    modified(&f, &r);
     Ok(sigpipe(t, r)? as u64)
+}
+
+/// IN_MODIFY after a write that wrote something.
+fn modified(f: &File, r: &KResult<usize>) {
+    if matches!(r, Ok(n) if *n > 0) {
+        fs::inotify::notify_file(f, fs::inotify::IN_MODIFY);
+    }
 }
 
 pub(crate) fn iovecs(t: &CurrentTask, addr: u64, cnt: u64) -> KResult<Vec<(u64, usize)>> {
@@ -138,6 +147,7 @@ fn do_writev(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) 
         Some(o) => f.pwrite(&t.task, &buf, o),
         None => f.write(&t.task, &buf),
     };
+    modified(f, &r);
     Ok(sigpipe(t, r)? as u64)
 }
 
@@ -222,6 +232,7 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
                     c.fsgid,
                 )?;
                 created = true;
+                fs::inotify::notify(&dir.inode, None, fs::inotify::IN_CREATE, &name, 0);
                 Arc::new(crate::vfs::Dentry {
                     name: name.clone(),
                     parent: Some(dir.clone()),
@@ -264,6 +275,9 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
     // Linux truncates even for O_RDONLY|O_TRUNC (the open needs write access).
     if flags & o(libc::O_TRUNC) != 0 && st.file_type() == libc::S_IFREG {
         dentry.inode.truncate(0)?;
+        if !created {
+            fs::inotify::notify_dentry(&dentry, fs::inotify::IN_MODIFY);
+        }
     }
     let ops = dentry.inode.clone().open(flags)?;
     let f = File::new(ops, flags, Some(dentry));
@@ -599,7 +613,9 @@ pub fn ftruncate(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if !f.writable() {
         return Err(Errno::EINVAL);
     }
-    f.ops.truncate(a[1]).map(|_| 0)
+    f.ops.truncate(a[1])?;
+    fs::inotify::notify_file(&f, fs::inotify::IN_MODIFY);
+    Ok(0)
 }
 
 fn dir_listing(f: &File) -> KResult<Vec<crate::vfs::DirEntry>> {
@@ -843,5 +859,62 @@ pub fn timerfd_gettime(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         .ok_or(Errno::EINVAL)?;
     let (v, i) = tf.get();
     t.mm.copy_out(a[1], &itimerspec_bytes(v, i))?;
+    Ok(0)
+}
+
+pub fn inotify_init(t: &mut CurrentTask, _a: &Args) -> KResult<u64> {
+    do_inotify_init(t, 0)
+}
+
+pub fn inotify_init1(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    do_inotify_init(t, a[0] as u32)
+}
+
+fn do_inotify_init(t: &CurrentTask, flags: u32) -> KResult<u64> {
+    if flags & !((libc::O_CLOEXEC | libc::O_NONBLOCK) as u32) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ops: Arc<dyn FileOps> = fs::inotify::new_inotify();
+    let f = File::new(
+        ops,
+        libc::O_RDONLY as u32 | (flags & libc::O_NONBLOCK as u32),
+        None,
+    );
+    install(t, f, flags & libc::O_CLOEXEC as u32 != 0)
+}
+
+fn inotify_of(f: &File) -> KResult<&fs::inotify::Inotify> {
+    f.ops
+        .as_any()
+        .downcast_ref::<fs::inotify::Inotify>()
+        .ok_or(Errno::EINVAL)
+}
+
+pub fn inotify_add_watch(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    use fs::inotify::*;
+    let mask = a[2] as u32;
+    if mask & !IN_VALID_MASK != 0 || mask & IN_ALL_EVENTS == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = get_file(t, a[0])?;
+    let p = path_arg(t, a[1])?;
+    let d = t.lookup_at(AT_FDCWD, &p, mask & IN_DONT_FOLLOW == 0, false)?;
+    let ino = inotify_of(&f)?;
+    let st = d.inode.stat()?;
+    if mask & IN_ONLYDIR != 0 && !st.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    if !t.creds().may(&st, 4) {
+        return Err(Errno::EACCES);
+    }
+    Ok(ino.add_watch(&d.inode, mask)? as u64)
+}
+
+pub fn inotify_rm_watch(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let f = get_file(t, a[0])?;
+    inotify_of(&f)?.rm_watch(a[1] as i32)?;
     Ok(0)
 }

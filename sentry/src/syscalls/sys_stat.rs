@@ -187,6 +187,13 @@ fn mkdir_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64) -> KResult<u64>
         c.fsuid,
         c.fsgid,
     )?;
+    crate::fs::inotify::notify(
+        &dir.inode,
+        None,
+        crate::fs::inotify::IN_CREATE | crate::fs::inotify::IN_ISDIR,
+        &name,
+        0,
+    );
     Ok(0)
 }
 
@@ -221,11 +228,26 @@ fn unlink_at(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u64) -> KResult<u6
             return Err(Errno::ENOTDIR);
         }
         dir.inode.rmdir(&name)?;
+        crate::fs::inotify::notify(
+            &dir.inode,
+            None,
+            crate::fs::inotify::IN_DELETE | crate::fs::inotify::IN_ISDIR,
+            &name,
+            0,
+        );
+        crate::fs::inotify::notify_self(&child.inode, crate::fs::inotify::IN_DELETE_SELF);
     } else {
-        if child.inode.stat()?.is_dir() {
+        let st = child.inode.stat()?;
+        if st.is_dir() {
             return Err(Errno::EISDIR);
         }
         dir.inode.unlink(&name)?;
+        crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_DELETE, &name, 0);
+        if st.nlink <= 1 {
+            crate::fs::inotify::notify_self(&child.inode, crate::fs::inotify::IN_DELETE_SELF);
+        } else {
+            crate::fs::inotify::notify_self(&child.inode, crate::fs::inotify::IN_ATTRIB);
+        }
     }
     Ok(0)
 }
@@ -285,7 +307,32 @@ fn rename_at(
         return Err(Errno::EXDEV);
     }
     od.inode.rename(&on, &nd.inode, &nn)?;
+    renamed(&od, &on, &nd, &nn, &src, dst.as_ref());
     Ok(0)
+}
+
+/// inotify events of a successful rename.
+fn renamed(
+    od: &Dentry,
+    on: &[u8],
+    nd: &Dentry,
+    nn: &[u8],
+    src: &Dentry,
+    dst: Option<&Arc<Dentry>>,
+) {
+    use crate::fs::inotify::*;
+    if !active() {
+        return;
+    }
+    let isdir = src.inode.stat().map(|s| s.is_dir()).unwrap_or(false);
+    let dirbit = if isdir { IN_ISDIR } else { 0 };
+    let cookie = next_cookie();
+    notify(&od.inode, None, IN_MOVED_FROM | dirbit, on, cookie);
+    notify(&nd.inode, None, IN_MOVED_TO | dirbit, nn, cookie);
+    notify_self(&src.inode, IN_MOVE_SELF);
+    if let Some(d) = dst {
+        notify_self(&d.inode, IN_DELETE_SELF);
+    }
 }
 
 pub fn rename(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
@@ -317,6 +364,7 @@ fn symlink_at(t: &CurrentTask, target: &[u8], dirfd: i32, path: &[u8]) -> KResul
     t.may_modify_dir(&dir)?;
     let c = t.creds();
     dir.inode.symlink(&name, target, c.fsuid, c.fsgid)?;
+    crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_CREATE, &name, 0);
     Ok(0)
 }
 
@@ -361,6 +409,8 @@ fn link_at(
     }
     t.may_modify_dir(&dir)?;
     dir.inode.link(&name, &src.inode)?;
+    crate::fs::inotify::notify_self(&src.inode, crate::fs::inotify::IN_ATTRIB);
+    crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_CREATE, &name, 0);
     Ok(0)
 }
 
@@ -379,6 +429,7 @@ pub fn linkat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 fn chmod_dentry(t: &CurrentTask, d: &Arc<Dentry>, mode: u64) -> KResult<u64> {
     t.may_change_attrs(d)?;
     d.inode.set_mode(mode as u32 & 0o7777)?;
+    crate::fs::inotify::notify_dentry(d, crate::fs::inotify::IN_ATTRIB);
     Ok(0)
 }
 
@@ -419,6 +470,7 @@ fn chown_at(
         return Err(Errno::EPERM);
     }
     d.inode.set_owner(owner(uid), owner(gid))?;
+    crate::fs::inotify::notify_dentry(&d, crate::fs::inotify::IN_ATTRIB);
     Ok(0)
 }
 
@@ -459,6 +511,7 @@ pub fn truncate(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         return Err(Errno::EISDIR);
     }
     d.inode.truncate(a[1])?;
+    crate::fs::inotify::notify_dentry(&d, crate::fs::inotify::IN_MODIFY);
     Ok(0)
 }
 
@@ -508,6 +561,7 @@ pub fn utimensat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         }
     }
     d.inode.set_times(at, mt)?;
+    crate::fs::inotify::notify_dentry(&d, crate::fs::inotify::IN_ATTRIB);
     Ok(0)
 }
 
@@ -727,6 +781,7 @@ fn mknod_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, dev: u64) -> KR
     let fmt = if fmt == 0 { libc::S_IFREG } else { fmt };
     dir.inode
         .mknod(&name, fmt | (mode & 0o7777 & !umask), dev, c.fsuid, c.fsgid)?;
+    crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_CREATE, &name, 0);
     Ok(0)
 }
 
