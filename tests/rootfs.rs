@@ -430,3 +430,24 @@ except OSError as e:
         );
     }
 }
+
+/// O_TMPFILE: an unnamed file in a directory, readable and writable, that
+/// never shows in the listing; O_RDONLY is refused as on Linux.
+#[test]
+fn o_tmpfile_makes_unnamed_files() {
+    let script = "import os, sys\nd = sys.argv[1]; os.makedirs(d, exist_ok=True)\n\
+        fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)\nos.write(fd, b'hello'); os.lseek(fd, 0, 0)\n\
+        print(os.read(fd, 10), sorted(os.listdir(d)), oct(os.fstat(fd).st_mode), os.fstat(fd).st_nlink)\n\
+        try:\n    os.open(d, os.O_TMPFILE | os.O_RDONLY)\nexcept OSError as e:\n    print('err', e.errno)\nos.rmdir(d)\n";
+    let n = Spec::new(&[
+        "/usr/bin/python3",
+        "-c",
+        script,
+        &format!("/var/tmp/runsc-it-tmpf-{}", std::process::id()),
+    ])
+    .run_native();
+    let s = Spec::new(&["/usr/bin/python3", "-c", script, "/tmp/tmpf"]).run_sandbox();
+    assert_code(&n, 0, "native");
+    assert_code(&s, 0, "sandbox");
+    assert_eq!(n.stdout_str(), s.stdout_str());
+}

@@ -55,7 +55,7 @@ pub const DEFAULT_STATUS: Status = Status::Unsupported("Not implemented; returns
 pub static STATUS: &[(&str, Status)] = &[
     ("read", Status::Supported),
     ("write", Status::Supported),
-    ("open", Status::Partial("O_TMPFILE returns EOPNOTSUPP.")),
+    ("open", Status::Partial("O_TMPFILE files cannot be given a name afterwards with linkat(AT_EMPTY_PATH).")),
     ("close", Status::Supported),
     ("stat", Status::Supported),
     ("fstat", Status::Supported),
@@ -207,7 +207,7 @@ pub static STATUS: &[(&str, Status)] = &[
     ("inotify_init", Status::Partial("Changes made inside the sandbox (create, write, truncate, rename, unlink, mkdir, chmod/chown/utimes) are reported; changes made outside the sandbox (on the host) are not seen. IN_ACCESS, IN_OPEN and IN_CLOSE_* are not generated.")),
     ("inotify_add_watch", Status::Partial("As inotify_init.")),
     ("inotify_rm_watch", Status::Partial("As inotify_init.")),
-    ("openat", Status::Partial("O_TMPFILE returns EOPNOTSUPP.")),
+    ("openat", Status::Partial("O_TMPFILE files cannot be given a name afterwards with linkat(AT_EMPTY_PATH).")),
     ("mkdirat", Status::Supported),
     ("mknodat", Status::Partial("FIFOs and regular files; device nodes return EPERM, sockets EOPNOTSUPP (tmpfs) until AF_UNIX.")),
     ("fchownat", Status::Partial("Only as root inside the sandbox (EPERM otherwise).")),

@@ -187,11 +187,50 @@ impl FileOps for PathFile {
     }
 }
 
+/// O_TMPFILE: an unnamed regular file in directory `path`. It is made as a
+/// hidden entry and unlinked at once, so it has no name (linkat with
+/// AT_EMPTY_PATH may give it one later, unless O_EXCL).
+fn open_tmpfile(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> KResult<u64> {
+    let o = |x: i32| x as u32;
+    let acc = flags & o(libc::O_ACCMODE);
+    if acc != o(libc::O_WRONLY) && acc != o(libc::O_RDWR) {
+        return Err(Errno::EINVAL);
+    }
+    let dir = t.lookup_at(dirfd, path, true, false)?;
+    if !dir.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    t.may_modify_dir(&dir)?;
+    let mut rnd = [0u8; 8];
+    // SAFETY: getrandom into a live 8-byte buffer.
+    unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, 8, 0) };
+    let name = format!(".#tmpfile-{:016x}", u64::from_le_bytes(rnd)).into_bytes();
+    let umask = lock(&t.fs_context()).umask;
+    let c = t.creds();
+    let inode = dir.inode.create(
+        &name,
+        (mode & 0o7777 & !umask) | libc::S_IFREG,
+        c.fsuid,
+        c.fsgid,
+    )?;
+    let ops = inode.clone().open(acc);
+    dir.inode.unlink(&name)?;
+    let ops = ops?;
+    let dentry = Arc::new(crate::vfs::Dentry {
+        name,
+        parent: Some(dir.clone()),
+        inode,
+    });
+    let keep = flags & !(o(libc::O_TMPFILE) | o(libc::O_CREAT) | o(libc::O_TRUNC));
+    let f = File::new(ops, keep | acc, Some(dentry));
+    install(t, f, flags & o(libc::O_CLOEXEC) != 0)
+}
+
 pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> KResult<u64> {
     let o = |x: i32| x as u32;
     let cloexec = flags & o(libc::O_CLOEXEC) != 0;
     if flags & o(libc::O_TMPFILE) == o(libc::O_TMPFILE) {
-        return Err(Errno::EOPNOTSUPP);
+        return open_tmpfile(t, dirfd, path, flags, mode);
     }
     let acc = flags & o(libc::O_ACCMODE);
     if acc == 3 {
