@@ -23,6 +23,9 @@
 //!   and in the sandbox in /tmp (tmpfs) and under /var/tmp (overlay). The
 //!   scratch directory under /var/tmp is removed at the end, also on errors.
 
+#[path = "common.rs"]
+mod common;
+
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{Read, Write};
@@ -384,30 +387,7 @@ fn inner_files(dir: &Path, n: u64) -> Result<(), String> {
 // --------------------------------------------------------------- driver --
 
 fn find_runsc(opts: &Opts) -> Result<PathBuf, String> {
-    if let Some(p) = &opts.runsc {
-        return Ok(p.clone());
-    }
-    if let Some(p) = std::env::var_os("RUNSC_BIN") {
-        return Ok(p.into());
-    }
-    let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/runsc");
-    if ws.is_file() {
-        return Ok(ws);
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-    {
-        let p = dir.join("runsc");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(format!(
-        "cannot find runsc (tried --runsc, $RUNSC_BIN, {} and next to this executable); \
-         build it with `cargo build --release -p runsc-cli`",
-        ws.display()
-    ))
+    common::find_runsc(opts.runsc.as_deref())
 }
 
 /// `find` from `--find` or the first `find` on $PATH, made absolute so the

@@ -14,6 +14,9 @@
 //!   minimum ns/call, calls/s, whole-process wall time ("startup+run") and the
 //!   sandbox/native ratio.
 
+#[path = "common.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -216,30 +219,7 @@ struct Sample {
 }
 
 fn find_runsc(opts: &Opts) -> Result<PathBuf, String> {
-    if let Some(p) = &opts.runsc {
-        return Ok(p.clone());
-    }
-    if let Some(p) = std::env::var_os("RUNSC_BIN") {
-        return Ok(p.into());
-    }
-    let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/runsc");
-    if ws.is_file() {
-        return Ok(ws);
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-    {
-        let p = dir.join("runsc");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(format!(
-        "cannot find runsc (tried --runsc, $RUNSC_BIN, {} and next to this executable); \
-         build it with `cargo build --release -p runsc-cli`",
-        ws.display()
-    ))
+    common::find_runsc(opts.runsc.as_deref())
 }
 
 fn run_one(mut cmd: Command) -> Result<Sample, String> {
