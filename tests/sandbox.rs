@@ -707,7 +707,6 @@ fn py_exec_and_multiprocessing() {
 }
 
 #[test]
-#[ignore = "AF_UNIX sockets are not implemented yet (socketpair -> ENOSYS); not part of this issue"]
 fn py_socketpair() {
     let o = assert_same_spec(&py(r#"
         import socket
@@ -1806,4 +1805,48 @@ fn py_inotify_events() {
         o.stdout_str().contains("CREATE a\nTrue MODIFY a\n"),
         "{o:?}"
     );
+}
+
+#[test]
+fn py_asyncio_over_socketpair() {
+    // asyncio's self-pipe is a socketpair; run_in_executor wakes the loop
+    // through it from a worker thread.
+    let o = assert_same_spec(&py(r#"
+        import asyncio
+        async def work(i):
+            await asyncio.sleep(0.01)
+            return i * 10
+        async def main():
+            loop = asyncio.get_running_loop()
+            r = await asyncio.gather(work(1), work(2))
+            x = await loop.run_in_executor(None, sum, [1, 2, 3])
+            print(r, x)
+        asyncio.run(main())
+    "#));
+    assert_eq!(o.stdout_str(), "[10, 20] 6\n");
+}
+
+#[test]
+fn py_multiprocessing_pipe() {
+    // multiprocessing.Pipe() is a SOCK_STREAM socketpair shared over fork.
+    let o = assert_same_spec(&py(r#"
+        import multiprocessing as mp, socket
+        def child(c):
+            c.send(c.recv() * 2)
+            c.close()
+        if __name__ == "__main__":
+            p, q = mp.Pipe()
+            pr = mp.Process(target=child, args=(q,))
+            pr.start()
+            p.send([1, "a"])
+            print(p.recv())
+            pr.join()
+            print(pr.exitcode)
+            s1, s2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s1.send(b"abcdef")
+            print(s2.recvmsg(3)[0::2], s1.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE))
+            s1.shutdown(socket.SHUT_WR)
+            print(s2.recv(5))
+    "#));
+    assert_eq!(o.stdout_str(), "[1, 'a', 1, 'a']\n0\n(b'abc', 32) 5\nb''\n");
 }

@@ -67,6 +67,10 @@ errnos!(
     ECANCELED,
     EBADFD,
     ENOPROTOOPT,
+    EISCONN,
+    EPROTONOSUPPORT,
+    EMSGSIZE,
+    ESOCKTNOSUPPORT,
 );
 
 impl Errno {

@@ -10,6 +10,7 @@ pub mod host_syscalls;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod net;
 pub mod syscalls;
 pub mod vfs;
 

@@ -8,6 +8,7 @@ pub mod sys_mmap;
 pub mod sys_mount;
 pub mod sys_poll;
 pub mod sys_signal;
+pub mod sys_socket;
 pub mod sys_splice;
 pub mod sys_stat;
 pub mod sys_thread;
@@ -75,6 +76,16 @@ table! {
     SYS_alarm => sys_signal::alarm,
     SYS_setitimer => sys_signal::setitimer,
     SYS_getpid => sys_thread::getpid,
+    SYS_sendto => sys_socket::sendto,
+    SYS_recvfrom => sys_socket::recvfrom,
+    SYS_sendmsg => sys_socket::sendmsg,
+    SYS_recvmsg => sys_socket::recvmsg,
+    SYS_shutdown => sys_socket::shutdown,
+    SYS_getsockname => sys_socket::getsockname,
+    SYS_getpeername => sys_socket::getpeername,
+    SYS_socketpair => sys_socket::socketpair,
+    SYS_setsockopt => sys_socket::setsockopt,
+    SYS_getsockopt => sys_socket::getsockopt,
     SYS_sendfile => sys_file::sendfile,
     SYS_clone => sys_thread::clone,
     SYS_fork => sys_thread::fork,
