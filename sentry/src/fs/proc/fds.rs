@@ -128,19 +128,24 @@ fn fd_link(v: &View, fd: i32, f: &File) -> Arc<Node> {
     .with_size(64)
 }
 
+/// One entry per open fd of the viewed task, for fd/ and fdinfo/.
+fn fd_entries(v: &View, k: &Arc<Kernel>, dir: &str, d_type: u8) -> KResult<Vec<DirEntry>> {
+    let Some(t) = fd_table(v, k)? else {
+        return Ok(Vec::new());
+    };
+    Ok(t.fds()
+        .into_iter()
+        .map(|fd| DirEntry {
+            ino: ino_of(&v.key_of(&format!("{dir}/{fd}"))),
+            d_type,
+            name: fd.to_string().into_bytes(),
+        })
+        .collect())
+}
+
 impl DirOps for FdDir {
     fn list(&self, k: &Arc<Kernel>) -> KResult<Vec<DirEntry>> {
-        let Some(t) = fd_table(&self.v, k)? else {
-            return Ok(Vec::new());
-        };
-        Ok(t.fds()
-            .into_iter()
-            .map(|fd| DirEntry {
-                ino: ino_of(&self.v.key_of(&format!("fd/{fd}"))),
-                d_type: libc::DT_LNK,
-                name: fd.to_string().into_bytes(),
-            })
-            .collect())
+        fd_entries(&self.v, k, "fd", libc::DT_LNK)
     }
 
     fn lookup(&self, k: &Arc<Kernel>, name: &[u8]) -> KResult<Arc<dyn Inode>> {
@@ -263,17 +268,7 @@ fn gen_fdinfo(v: &View, k: &Kernel, fd: i32) -> KResult<Vec<u8>> {
 
 impl DirOps for FdInfoDir {
     fn list(&self, k: &Arc<Kernel>) -> KResult<Vec<DirEntry>> {
-        let Some(t) = fd_table(&self.v, k)? else {
-            return Ok(Vec::new());
-        };
-        Ok(t.fds()
-            .into_iter()
-            .map(|fd| DirEntry {
-                ino: ino_of(&self.v.key_of(&format!("fdinfo/{fd}"))),
-                d_type: libc::DT_REG,
-                name: fd.to_string().into_bytes(),
-            })
-            .collect())
+        fd_entries(&self.v, k, "fdinfo", libc::DT_REG)
     }
 
     fn lookup(&self, k: &Arc<Kernel>, name: &[u8]) -> KResult<Arc<dyn Inode>> {
