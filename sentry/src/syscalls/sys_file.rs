@@ -175,18 +175,6 @@ pub fn pwritev(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     do_writev(t, &f, &iov, Some(a[3]))
 }
 
-/// A file opened with O_PATH: a location, not an open file.
-struct PathFile(Arc<dyn crate::vfs::Inode>);
-
-impl FileOps for PathFile {
-    fn stat(&self) -> KResult<Stat> {
-        self.0.stat()
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
 /// O_TMPFILE: an unnamed regular file in directory `path`. It is made as a
 /// hidden entry and unlinked at once, so it has no name (linkat with
 /// AT_EMPTY_PATH may give it one later, unless O_EXCL).
@@ -286,7 +274,7 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
     let st = dentry.inode.stat()?;
     if flags & o(libc::O_PATH) != 0 {
         let f = File::new(
-            Arc::new(PathFile(dentry.inode.clone())),
+            fs::PathFile::open(dentry.inode.clone()),
             flags & (o(libc::O_PATH) | o(libc::O_DIRECTORY) | o(libc::O_NOFOLLOW)),
             Some(dentry),
         );
