@@ -127,6 +127,9 @@ enum Kind {
     Symlink(Vec<u8>),
     /// A named pipe: every open joins this one pipe.
     Fifo(Arc<crate::fs::pipe::Pipe>),
+    /// A socket's name (bind(2) of an AF_UNIX path): opening it fails
+    /// with ENXIO; connect finds the socket by the node's identity.
+    Socket,
 }
 
 pub struct TmpfsInode {
@@ -218,6 +221,7 @@ impl TmpfsInode {
             Kind::File(_) => (libc::S_IFREG, 1),
             Kind::Symlink(_) => (libc::S_IFLNK, 1),
             Kind::Fifo(_) => (libc::S_IFIFO, 1),
+            Kind::Socket => (libc::S_IFSOCK, 1),
         };
         let now = Timespec::now();
         Arc::new_cyclic(|me| TmpfsInode {
@@ -355,7 +359,7 @@ impl TmpfsInode {
         let data = match &self.kind {
             Kind::File(d) => d,
             Kind::Dir(_) => return Err(Errno::EISDIR),
-            Kind::Symlink(_) | Kind::Fifo(_) => return Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Fifo(_) | Kind::Socket => return Err(Errno::EINVAL),
         };
         if buf.is_empty() {
             return Ok(0);
@@ -398,7 +402,7 @@ impl TmpfsInode {
         let data = match &self.kind {
             Kind::File(d) => d,
             Kind::Dir(_) => return Err(Errno::EISDIR),
-            Kind::Symlink(_) | Kind::Fifo(_) => return Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Fifo(_) | Kind::Socket => return Err(Errno::EINVAL),
         };
         if buf.is_empty() {
             // Linux returns before touching the file for empty writes.
@@ -479,7 +483,7 @@ impl Inode for TmpfsInode {
                 (d.size, d.pages.len() as u64 * (PAGE as u64 / 512))
             }
             Kind::Symlink(t) => (t.len() as u64, 0),
-            Kind::Fifo(_) => (0, 0),
+            Kind::Fifo(_) | Kind::Socket => (0, 0),
         };
         Ok(Stat {
             dev: self.fs.dev,
@@ -537,6 +541,7 @@ impl Inode for TmpfsInode {
             Kind::File(_) => Ok(Arc::new(TmpfsFile { inode: self })),
             Kind::Symlink(_) => Err(Errno::ELOOP),
             Kind::Fifo(p) => crate::fs::pipe::open_fifo(p, flags),
+            Kind::Socket => Err(Errno::ENXIO),
         }
     }
 
@@ -551,10 +556,15 @@ impl Inode for TmpfsInode {
                 })?;
                 Ok(())
             }
-            // Device nodes need CAP_MKNOD on the host's behalf; sockets come
-            // with AF_UNIX.
+            libc::S_IFSOCK => {
+                let (gid, perm) = self.inherit(gid, mode & PERM_MASK, false);
+                self.add_child(name, || {
+                    TmpfsInode::new(&self.fs, Kind::Socket, perm, uid, gid, Weak::new())
+                })?;
+                Ok(())
+            }
+            // Device nodes need CAP_MKNOD on the host's behalf.
             libc::S_IFCHR | libc::S_IFBLK => Err(Errno::EPERM),
-            libc::S_IFSOCK => Err(Errno::EOPNOTSUPP),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -894,7 +904,7 @@ impl Inode for TmpfsInode {
         let data = match &self.kind {
             Kind::File(d) => d,
             Kind::Dir(_) => return Err(Errno::EISDIR),
-            Kind::Symlink(_) | Kind::Fifo(_) => return Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Fifo(_) | Kind::Socket => return Err(Errno::EINVAL),
         };
         if len > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);

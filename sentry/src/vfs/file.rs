@@ -59,6 +59,10 @@ pub trait FileOps: Send + Sync + Any {
     fn fsync(&self) -> KResult<()> {
         Ok(())
     }
+    /// The socket interface, for files that are sockets.
+    fn as_socket(&self) -> Option<&dyn crate::net::socket::Socket> {
+        None
+    }
     fn as_any(&self) -> &dyn Any;
 }
 

@@ -1,0 +1,230 @@
+//! Sockets: each program runs natively and in the sandbox, and the two
+//! runs must print the same thing.
+
+use integration_tests::*;
+
+#[test]
+fn py_unix_stream_server_and_errors() {
+    // A path-named and an abstract listener, a client per listener, names
+    // and peer credentials, then the error paths Linux gives.
+    let o = assert_same_spec(&py(r#"
+        import socket, os, tempfile, threading, struct, errno
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, 'sock')
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        print('mode', oct(os.stat(path).st_mode & 0o170000))
+        srv.listen(4)
+        print('acceptconn', srv.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        def serve(s):
+            c, addr = s.accept()
+            seen.append(('server sees peer', repr(addr), 'local', c.getsockname() == s.getsockname()))
+            while True:
+                b = c.recv(100)
+                if not b:
+                    break
+                c.sendall(b.upper())
+            c.close()
+        seen = []
+        th = threading.Thread(target=serve, args=(srv,))
+        th.start()
+        cl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        cl.connect(path)
+        print('peername', cl.getpeername() == path, 'sockname', repr(cl.getsockname()))
+        pid, uid, gid = struct.unpack('3i', cl.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        print('peercred', pid == os.getpid(), uid == os.geteuid(), gid == os.getegid())
+        cl.sendall(b'hello ')
+        cl.sendall(b'world')
+        cl.shutdown(socket.SHUT_WR)
+        got = b''
+        while True:
+            b = cl.recv(100)
+            if not b:
+                break
+            got += b
+        print(got)
+        th.join()
+        print(*seen[0])
+        cl.close()
+
+        name = b'\0sandbox-test-%d' % os.getpid()
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        a.bind(name)
+        a.listen()
+        print('abstract name ok', a.getsockname() == name)
+        b = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        b.connect(name)
+        c, _ = a.accept()
+        b.send(b'one'); b.send(b'two')
+        print(c.recv(10), c.recv(2), c.recv(10, socket.MSG_DONTWAIT) if False else '')
+        x = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            x.bind(name)
+        except OSError as e:
+            print('rebind abstract', errno.errorcode[e.errno])
+
+        def err(f):
+            try:
+                f()
+                return 'ok'
+            except OSError as e:
+                return errno.errorcode[e.errno]
+        s = socket.socket(socket.AF_UNIX)
+        print('connect missing', err(lambda: s.connect(os.path.join(d, 'nope'))))
+        open(os.path.join(d, 'file'), 'w').close()
+        print('connect file', err(lambda: s.connect(os.path.join(d, 'file'))))
+        print('bind existing', err(lambda: socket.socket(socket.AF_UNIX).bind(path)))
+        print('listen unbound', err(lambda: socket.socket(socket.AF_UNIX).listen()))
+        print('accept unlistened', err(lambda: socket.socket(socket.AF_UNIX).accept()))
+        print('dgram listen', err(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).listen()))
+        print('wrong type', err(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).connect(path)))
+        print('send unconnected', err(lambda: socket.socket(socket.AF_UNIX).send(b'x')))
+        print('recv unconnected', err(lambda: socket.socket(socket.AF_UNIX).recv(1)))
+        print('peername unconnected', err(lambda: socket.socket(socket.AF_UNIX).getpeername()))
+        srv.close()
+        print('connect closed', err(lambda: socket.socket(socket.AF_UNIX).connect(path)))
+        s2 = socket.socket(socket.AF_UNIX)
+        s2.bind('')
+        n = s2.getsockname()
+        print('autobind', len(n), n[:1])
+        os.unlink(path)
+        bl = socket.socket(socket.AF_UNIX)
+        bl.bind(path); bl.listen(0); bl.setblocking(False)
+        conns = []
+        for i in range(4):
+            c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+            r = err(lambda: c.connect(path))
+            conns.append(c)
+            if r != 'ok':
+                print('backlog full after', i, r)
+                break
+        print('accept nonblocking', err(lambda: socket.socket(socket.AF_UNIX).accept()))
+    "#));
+    let out = o.stdout_str();
+    assert!(out.contains("b'HELLO WORLD'"), "{out}");
+    assert!(out.contains("connect missing ENOENT"), "{out}");
+}
+
+#[test]
+fn py_unix_datagrams() {
+    let o = assert_same_spec(&py(r#"
+        import socket, os, tempfile, errno
+        d = tempfile.mkdtemp()
+        p1, p2 = os.path.join(d, 'a'), os.path.join(d, 'b')
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(p1)
+        b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); b.bind(p2)
+        a.sendto(b'to b', p2)
+        data, addr = b.recvfrom(100)
+        print(data, addr == p1)
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        u.sendto(b'anon', p2)
+        print(b.recvfrom(100))
+        b.connect(p1)
+        print('peer', b.getpeername() == p1)
+        try:
+            u.sendto(b'x', p2)
+        except OSError as e:
+            print('send to connected-elsewhere', errno.errorcode[e.errno])
+        a.sendto(b'ok from peer', p2)
+        print(b.recv(100))
+        b.send(b'default dest')
+        print(a.recv(3, socket.MSG_PEEK), a.recv(100))
+        b.sendto(b'x' * 10, p1)
+        print('trunc', a.recv(4, socket.MSG_TRUNC))
+        b.connect(p1)
+        a.close()
+        def err(f):
+            try:
+                f(); return 'ok'
+            except OSError as e:
+                return errno.errorcode[e.errno]
+        print('send to closed peer', err(lambda: b.send(b'x')))
+        print('sendto unbound path', err(lambda: u.sendto(b'x', p1)))
+        print('send no dest', err(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).send(b'x')))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        print('empty nonblocking', err(lambda: s.recv(1)))
+        s.settimeout(0.05)
+        print('timeout', err(lambda: s.recv(1)))
+    "#));
+    assert!(
+        o.stdout_str().contains("b'ok from peer'"),
+        "{}",
+        o.stdout_str()
+    );
+}
+
+#[test]
+fn py_unix_fd_and_credential_passing() {
+    // SCM_RIGHTS across fork: the child gets a pipe's write end and a file,
+    // writes through both; SCM_CREDENTIALS with SO_PASSCRED carries the
+    // sender's pid.
+    let o = assert_same_spec(&py(r#"
+        import socket, os, tempfile, struct, array
+        a, b = socket.socketpair()
+        r, w = os.pipe()
+        fd, path = tempfile.mkstemp()
+        pid = os.fork()
+        if pid == 0:
+            a.close()
+            msg, fds, flags, addr = socket.recv_fds(b, 100, 4)
+            os.write(fds[0], b'via pipe ' + msg)
+            os.write(fds[1], b'into file')
+            os._exit(0)
+        b.close()
+        socket.send_fds(a, [b'hi'], [w, fd])
+        os.close(w)
+        os.waitpid(pid, 0)
+        print(os.read(r, 100))
+        os.lseek(fd, 0, 0)
+        print(os.read(fd, 100))
+
+        x, y = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        y.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        x.send(b'c')
+        msg, anc, flags, _ = y.recvmsg(10, socket.CMSG_SPACE(12))
+        lvl, typ, data = anc[0]
+        p, u, g = struct.unpack('3i', data)
+        print(msg, typ == socket.SCM_CREDENTIALS, p == os.getpid(), u == os.geteuid())
+        creds = struct.pack('3i', os.getpid(), os.getuid(), os.getgid())
+        x.sendmsg([b'd'], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+        print(y.recvmsg(10, socket.CMSG_SPACE(12))[0])
+        # Too little control space: the fds that do not fit are dropped.
+        x.sendmsg([b'e'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [r, r, r]))])
+        y.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+        msg, anc, flags, _ = y.recvmsg(10, socket.CMSG_LEN(4))
+        print(msg, len(anc), len(anc[0][2]) if anc else 0, bool(flags & socket.MSG_CTRUNC))
+        try:
+            x.sendmsg([b'f'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [999]))])
+        except OSError as e:
+            print('bad fd', e.errno == 9)
+    "#));
+    assert!(
+        o.stdout_str().starts_with("b'via pipe hi'\nb'into file'\n"),
+        "{}",
+        o.stdout_str()
+    );
+}
+
+#[test]
+fn py_multiprocessing_manager_and_forkserver() {
+    // A Manager serves proxies over an AF_UNIX listener with an
+    // authentication handshake; the forkserver start method hands fds to
+    // its server with SCM_RIGHTS.
+    let o = assert_same_spec(&py(r#"
+        import multiprocessing as mp
+        def sq(x):
+            return x * x
+        if __name__ == '__main__':
+            with mp.Manager() as m:
+                d = m.dict()
+                l = m.list([1, 2])
+                d['a'] = 1
+                l.append(3)
+                print(dict(d), list(l))
+            ctx = mp.get_context('forkserver')
+            with ctx.Pool(2) as p:
+                print(p.map(abs, range(-4, 1)))
+    "#));
+    assert_eq!(o.stdout_str(), "{'a': 1} [1, 2, 3]\n[4, 3, 2, 1, 0]\n");
+}
