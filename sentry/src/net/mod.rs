@@ -1,13 +1,36 @@
 //! Sockets: the interface every family implements (`socket`), and the
 //! families. AF_UNIX lives entirely in the sentry (`unix`).
 
+pub mod inet;
 pub mod socket;
 pub mod unix;
 
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::Task;
 use crate::vfs::FileOps;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// How the sandbox reaches the network (`runsc --network`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Inet sockets served by the sentry's own TCP/IP stack (default).
+    Sandbox,
+    /// Inet sockets served by host sockets (speed over isolation).
+    Host,
+    /// The sentry's stack with loopback only.
+    None,
+}
+
+static MODE: OnceLock<NetworkMode> = OnceLock::new();
+
+/// Set once at boot, before the first guest instruction.
+pub fn set_network_mode(m: NetworkMode) {
+    let _ = MODE.set(m);
+}
+
+pub fn network_mode() -> NetworkMode {
+    *MODE.get().unwrap_or(&NetworkMode::Sandbox)
+}
 
 /// socket(2) after the flags were split off `ty`.
 pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn FileOps>> {
