@@ -748,8 +748,16 @@ impl Server {
         protocol::validate_name(name)?;
         let (pfd, _) = self.dir(dir)?;
         let te = self.entry(target)?;
+        // Linux looks the new name up first: an existing name is EEXIST
+        // even when the target is a directory.
         if te.stat.is_dir() {
-            return Err(Errno::EPERM);
+            return Err(
+                if fstatat(Some(pfd.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+                    Errno::EEXIST
+                } else {
+                    Errno::EPERM
+                },
+            );
         }
         let cname = cstr(name)?;
         let tfd = te.fd.clone();

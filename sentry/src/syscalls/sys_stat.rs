@@ -397,9 +397,8 @@ fn link_at(
         flags & AT_SYMLINK_FOLLOW != 0,
         flags & AT_EMPTY_PATH != 0,
     )?;
-    if src.inode.stat()?.is_dir() {
-        return Err(Errno::EPERM);
-    }
+    // Linux's order: the new name (EEXIST), the mount (EXDEV), the
+    // directory's permissions, then a directory target (EPERM).
     let (dir, name) = t.lookup_parent_at(newdir, new)?;
     if t.kernel.vfs.child(&dir, &name).is_ok() {
         return Err(Errno::EEXIST);
@@ -408,6 +407,9 @@ fn link_at(
         return Err(Errno::EXDEV);
     }
     t.may_modify_dir(&dir)?;
+    if src.inode.stat()?.is_dir() {
+        return Err(Errno::EPERM);
+    }
     dir.inode.link(&name, &src.inode)?;
     crate::fs::inotify::notify_self(&src.inode, crate::fs::inotify::IN_ATTRIB);
     crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_CREATE, &name, 0);
