@@ -543,6 +543,31 @@ impl Inode for GoferInode {
         Ok(())
     }
 
+    fn exchange(&self, name: &[u8], new_dir: &Arc<dyn Inode>, new_name: &[u8]) -> KResult<()> {
+        let nd = new_dir
+            .as_any()
+            .downcast_ref::<GoferInode>()
+            .filter(|n| Arc::ptr_eq(&n.fs, &self.fs) && Arc::ptr_eq(&n.fs.client, &self.fs.client))
+            .ok_or(Errno::EXDEV)?;
+        if !self.is_dir() || !nd.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        self.fs
+            .call(|c| c.rename(self.fid, name, nd.fid, new_name, libc::RENAME_EXCHANGE))?;
+        let a = self.take_child(name);
+        let b = nd.take_child(new_name);
+        for (dir, n, child) in [(nd, new_name, &a), (self, name, &b)] {
+            if let Some(c) = child {
+                // ctime changed.
+                c.stale.store(true, Ordering::Release);
+                dir.add_child(n, c);
+            }
+        }
+        self.dir_changed();
+        nd.dir_changed();
+        Ok(())
+    }
+
     fn getxattr(&self, name: &[u8]) -> KResult<Vec<u8>> {
         self.fs.call(|c| c.getxattr(self.fid, name))
     }

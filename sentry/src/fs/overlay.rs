@@ -5,9 +5,10 @@
 //! Like Linux overlayfs: lookups prefer the upper layer; the first change to
 //! a lower file copies it up (its parent directories first); deleting a
 //! lower name leaves a whiteout; a directory re-created over a deleted lower
-//! one is opaque. Renaming a directory that still has lower content gives
-//! EXDEV (as overlayfs does without redirect_dir), so `mv` falls back to
-//! copying. Whiteouts and opacity live in memory, beside the memory upper.
+//! one is opaque. Renaming a directory copies up its whole lower tree first
+//! and makes it opaque (Linux overlayfs needs redirect_dir for this, and
+//! gives EXDEV without it; a memory upper makes the deep copy cheap enough).
+//! Whiteouts and opacity live in memory, beside the memory upper.
 
 use super::tmpfs::TmpfsInode;
 use crate::errno::{Errno, KResult};
@@ -219,6 +220,32 @@ impl OverlayNode {
         let _ = new.set_times(Some(st.atime), Some(st.mtime));
         *up = Some(new.clone());
         Ok(new)
+    }
+
+    /// Before a directory moves: copies up everything it shows, then
+    /// makes it opaque, so at its new name it neither loses its lower
+    /// content nor merges with a lower directory found there.
+    fn copy_up_tree(self: &Arc<Self>) -> KResult<()> {
+        let up = self.copy_up()?;
+        if self.lower.is_some() && !self.is_opaque() {
+            for e in self.merged()? {
+                let c = self.child(&e.name)?;
+                if c.stat()?.is_dir() {
+                    c.copy_up_tree()?;
+                } else {
+                    c.copy_up()?;
+                }
+            }
+        }
+        lock(&self.fs.dirs)
+            .entry(key(&up))
+            .or_insert_with(|| DirState {
+                _keep: up.clone(),
+                whiteouts: HashSet::new(),
+                opaque: false,
+            })
+            .opaque = true;
+        Ok(())
     }
 
     /// The names this directory shows: upper, then lower minus whiteouts.
@@ -436,17 +463,6 @@ impl Inode for OverlayNode {
         let nd = as_node(new_dir)?.self_arc()?;
         let src = me.child(name)?;
         let src_dir = src.stat()?.is_dir();
-        if src_dir
-            && src.lower.is_some()
-            && !src.is_opaque()
-            && src
-                .lower
-                .as_ref()
-                .is_some_and(|l| l.readdir().map(|v| !v.is_empty()).unwrap_or(false))
-        {
-            // Moving lower directory contents would need redirects.
-            return Err(Errno::EXDEV);
-        }
         if let Ok(dst) = nd.child(new_name) {
             let dst_dir = dst.stat()?.is_dir();
             match (src_dir, dst_dir) {
@@ -461,7 +477,11 @@ impl Inode for OverlayNode {
                 nd.remove(new_name, dst_dir)?;
             }
         }
-        src.copy_up()?;
+        if src_dir {
+            src.copy_up_tree()?;
+        } else {
+            src.copy_up()?;
+        }
         let from_upper = self.copy_up()?;
         let to_upper = nd.copy_up()?;
         let had_lower = me.lower_child(name).is_some();
@@ -470,6 +490,29 @@ impl Inode for OverlayNode {
             self.set_whiteout(name, true);
         }
         nd.set_whiteout(new_name, false);
+        lock(&self.children).remove(name);
+        lock(&nd.children).remove(new_name);
+        Ok(())
+    }
+
+    /// RENAME_EXCHANGE of two entries. Both are copied up (directories
+    /// deeply, and made opaque, as for rename) and swapped in the upper
+    /// layer; both names keep existing, so no whiteouts change.
+    fn exchange(&self, name: &[u8], new_dir: &Arc<dyn Inode>, new_name: &[u8]) -> KResult<()> {
+        let me = self.self_arc()?;
+        let nd = as_node(new_dir)?.self_arc()?;
+        let a = me.child(name)?;
+        let b = nd.child(new_name)?;
+        for node in [&a, &b] {
+            if node.stat()?.is_dir() {
+                node.copy_up_tree()?;
+            } else {
+                node.copy_up()?;
+            }
+        }
+        let from_upper = self.copy_up()?;
+        let to_upper = nd.copy_up()?;
+        from_upper.exchange(name, &to_upper, new_name)?;
         lock(&self.children).remove(name);
         lock(&nd.children).remove(new_name);
         Ok(())

@@ -811,6 +811,68 @@ impl Inode for TmpfsInode {
         Ok(())
     }
 
+    fn exchange(&self, name: &[u8], new_dir: &Arc<dyn Inode>, new_name: &[u8]) -> KResult<()> {
+        let d = self.dir()?;
+        let nd_t = as_tmpfs(new_dir)
+            .filter(|n| Arc::ptr_eq(&n.fs, &self.fs))
+            .ok_or(Errno::EXDEV)?;
+        let nd = nd_t.dir()?;
+        for n in [name, new_name] {
+            if n == b"." || n == b".." || n.is_empty() {
+                return Err(Errno::EBUSY);
+            }
+        }
+        let same_dir = same_inode(self, nd_t);
+        let _ns = lock(&self.fs.ns);
+        let mut sg = lock(d);
+        let mut dg = if same_dir { None } else { Some(lock(nd)) };
+        let a = sg.children.get(name).cloned().ok_or(Errno::ENOENT)?;
+        let b = match &dg {
+            Some(g) => g.children.get(new_name).cloned(),
+            None => sg.children.get(new_name).cloned(),
+        }
+        .ok_or(Errno::ENOENT)?;
+        let (a_t, b_t) = (
+            as_tmpfs(&a).ok_or(Errno::EXDEV)?,
+            as_tmpfs(&b).ok_or(Errno::EXDEV)?,
+        );
+        if same_inode(a_t, b_t) {
+            return Ok(());
+        }
+        // Neither may end up inside itself.
+        if (a_t.is_dir() && a_t.is_ancestor_of(nd_t)) || (b_t.is_dir() && b_t.is_ancestor_of(self))
+        {
+            return Err(Errno::EINVAL);
+        }
+        sg.children.insert(name.to_vec(), b.clone());
+        match dg.as_mut() {
+            Some(g) => g.children.insert(new_name.to_vec(), a.clone()),
+            None => sg.children.insert(new_name.to_vec(), a.clone()),
+        };
+        drop(sg);
+        drop(dg);
+        let now = Timespec::now();
+        if !same_dir {
+            // A directory changing parents moves its ".." link.
+            let delta = a_t.is_dir() as i64 - b_t.is_dir() as i64;
+            if delta != 0 {
+                self.add_nlink(-delta);
+                nd_t.add_nlink(delta);
+            }
+            if a_t.is_dir() {
+                *lock(&a_t.parent) = nd_t.me.clone();
+            }
+            if b_t.is_dir() {
+                *lock(&b_t.parent) = self.me.clone();
+            }
+            nd_t.touch_modified(now);
+        }
+        a_t.touch_ctime(now);
+        b_t.touch_ctime(now);
+        self.touch_modified(now);
+        Ok(())
+    }
+
     fn set_mode(&self, mode: u32) -> KResult<()> {
         let mut m = lock(&self.meta);
         m.perm = mode & PERM_MASK;

@@ -227,26 +227,45 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
     let follow = flags & o(libc::O_NOFOLLOW) == 0;
     let mut created = false;
     let dentry = if flags & o(libc::O_CREAT) != 0 {
-        let (dir, name) = match t.lookup_parent_at(dirfd, path) {
+        let (mut dir, mut name) = match t.lookup_parent_at(dirfd, path) {
             Ok(x) => x,
             Err(e) if e == Errno::EEXIST => return Err(Errno::EISDIR),
             Err(e) => return Err(e),
         };
         let fsctx = t.fs_context();
-        match t.kernel.vfs.child(&dir, &name) {
+        // A trailing symlink is followed unless O_NOFOLLOW or O_EXCL, and
+        // a dangling one creates its target (up to 40 links, as Linux).
+        let mut hops = 0;
+        let found = loop {
+            match t.kernel.vfs.child(&dir, &name) {
+                Ok(existing) if existing.inode.stat()?.is_symlink() => {
+                    if flags & o(libc::O_EXCL) != 0 {
+                        break Ok(existing);
+                    }
+                    if !follow {
+                        return Err(Errno::ELOOP);
+                    }
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(Errno::ELOOP);
+                    }
+                    let target = existing.inode.readlink()?;
+                    let (d, n) = match t.kernel.vfs.lookup_parent(&t.fs_snapshot(), &dir, &target) {
+                        Ok(x) => x,
+                        Err(e) if e == Errno::EEXIST => return Err(Errno::EISDIR),
+                        Err(e) => return Err(e),
+                    };
+                    (dir, name) = (d, n);
+                }
+                r => break r,
+            }
+        };
+        match found {
             Ok(existing) => {
                 if flags & o(libc::O_EXCL) != 0 {
                     return Err(Errno::EEXIST);
                 }
-                // An existing symlink is followed unless O_NOFOLLOW.
-                if existing.inode.stat()?.is_symlink() {
-                    if !follow {
-                        return Err(Errno::ELOOP);
-                    }
-                    t.kernel.vfs.lookup(&t.fs_snapshot(), &dir, &name, true)?
-                } else {
-                    existing
-                }
+                existing
             }
             Err(e) if e == Errno::ENOENT => {
                 t.may_modify_dir(&dir)?;

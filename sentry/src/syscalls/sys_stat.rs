@@ -275,9 +275,22 @@ fn rename_at(
     new: &[u8],
     flags: u64,
 ) -> KResult<u64> {
-    const RENAME_NOREPLACE: u64 = 1;
-    if flags & !RENAME_NOREPLACE != 0 {
+    const RENAME_NOREPLACE: u64 = libc::RENAME_NOREPLACE as u64;
+    const RENAME_EXCHANGE: u64 = libc::RENAME_EXCHANGE as u64;
+    const RENAME_WHITEOUT: u64 = libc::RENAME_WHITEOUT as u64;
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0
+        || (flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0)
+    {
         return Err(Errno::EINVAL);
+    }
+    if flags & RENAME_WHITEOUT != 0 {
+        // Whiteout character devices are for overlayfs upper layers,
+        // which live in the sentry; a guest cannot make them.
+        return Err(if t.creds().privileged() {
+            Errno::EINVAL
+        } else {
+            Errno::EPERM
+        });
     }
     let (od, on) = t.lookup_parent_at(olddir, old).map_err(|e| {
         if e == Errno::EEXIST {
@@ -298,6 +311,23 @@ fn rename_at(
     if flags & RENAME_NOREPLACE != 0 && dst.is_some() {
         return Err(Errno::EEXIST);
     }
+    if flags & RENAME_EXCHANGE != 0 && dst.is_none() {
+        return Err(Errno::ENOENT);
+    }
+    // lock_rename's traps: a source above the new parent cannot move
+    // there (EINVAL); a target above the old parent is "not empty".
+    if is_ancestor_or_self(&src, &nd)? {
+        return Err(Errno::EINVAL);
+    }
+    if let Some(d) = &dst {
+        if is_ancestor_or_self(d, &od)? {
+            return Err(if flags & RENAME_EXCHANGE != 0 {
+                Errno::EINVAL
+            } else {
+                Errno::ENOTEMPTY
+            });
+        }
+    }
     t.may_delete(&od, &src)?;
     match &dst {
         Some(d) => t.may_delete(&nd, d)?,
@@ -306,9 +336,36 @@ fn rename_at(
     if od.inode.fs_id() != nd.inode.fs_id() {
         return Err(Errno::EXDEV);
     }
+    if flags & RENAME_EXCHANGE != 0 {
+        od.inode.exchange(&on, &nd.inode, &nn)?;
+        // Both names changed: report each as a move.
+        renamed(&od, &on, &nd, &nn, &src, None);
+        if let Some(d) = &dst {
+            renamed(&nd, &nn, &od, &on, d, None);
+        }
+        return Ok(0);
+    }
     od.inode.rename(&on, &nd.inode, &nn)?;
     renamed(&od, &on, &nd, &nn, &src, dst.as_ref());
     Ok(0)
+}
+
+/// Whether `a` is `b` or one of its ancestors (by file identity).
+fn is_ancestor_or_self(a: &Dentry, b: &Arc<Dentry>) -> KResult<bool> {
+    let st = a.inode.stat()?;
+    if !st.is_dir() {
+        return Ok(false);
+    }
+    let id = (st.dev, st.ino);
+    let mut cur = Some(b.clone());
+    while let Some(d) = cur {
+        let s = d.inode.stat()?;
+        if (s.dev, s.ino) == id {
+            return Ok(true);
+        }
+        cur = d.parent.clone();
+    }
+    Ok(false)
 }
 
 /// inotify events of a successful rename.

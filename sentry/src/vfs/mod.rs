@@ -257,6 +257,12 @@ pub trait Inode: Send + Sync + Any {
     fn rename(&self, _name: &[u8], _new_dir: &Arc<dyn Inode>, _new_name: &[u8]) -> KResult<()> {
         Err(self.dir_write_error())
     }
+    /// renameat2(RENAME_EXCHANGE): atomically swaps `name` here with
+    /// `new_name` in `new_dir` (both exist). Filesystems without it give
+    /// EINVAL, as Linux does.
+    fn exchange(&self, _name: &[u8], _new_dir: &Arc<dyn Inode>, _new_name: &[u8]) -> KResult<()> {
+        Err(Errno::EINVAL)
+    }
     fn set_mode(&self, _mode: u32) -> KResult<()> {
         Err(Errno::EROFS)
     }
