@@ -501,3 +501,95 @@ fn global_flags_as_docker_passes_them() {
     assert_code(&o, 0, "run with flags");
     assert_eq!(o.stdout_str(), "hi\n");
 }
+
+#[test]
+fn hooks_get_the_state_on_stdin() {
+    let b = Bundle::new("hooks");
+    let hook = |name: &str| {
+        let f = b.base.join(format!("{name}.json"));
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}", f.display())],
+        })
+    };
+    let hooks = serde_json::json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")],
+    });
+    b.set_script("echo ran", |c| c["hooks"] = hooks);
+    let read = |name: &str| -> Value {
+        let text = std::fs::read_to_string(b.base.join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name} hook did not run: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(b.create("h1", &[]), 0, "{}", b.stderr_of("h1"));
+    for stage in ["prestart", "createRuntime"] {
+        let st = read(stage);
+        assert_eq!(
+            (st["id"].as_str(), st["status"].as_str()),
+            (Some("h1"), Some("created")),
+            "{stage}: {st}"
+        );
+    }
+    assert_code(&b.runsc(&["start", "h1"]), 0, "start");
+    assert_eq!(read("poststart")["id"], "h1");
+    b.runsc(&["wait", "h1"]);
+    assert_code(&b.runsc(&["delete", "h1"]), 0, "delete");
+    assert_eq!(read("poststop")["id"], "h1");
+
+    // A failing hook fails create and leaves nothing behind.
+    b.set_script("true", |c| {
+        c["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/false"}]})
+    });
+    assert_eq!(b.create("h2", &[]), 1);
+    assert!(b.stderr_of("h2").contains("hook"), "{}", b.stderr_of("h2"));
+    assert!(!b.state_root().join("h2").exists());
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    let b = Bundle::new("tty");
+    b.set_script("echo hello-from-tty", |c| {
+        c["process"]["terminal"] = true.into()
+    });
+    // The console socket's other end (containerd's part), in Python: take
+    // the pty master, start the container, read until the pty closes.
+    let script = r#"
+import os, socket, subprocess, sys
+runsc, root, bundle, path = sys.argv[1:5]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(1)
+create = subprocess.Popen([runsc, "--root", root, "create", "--bundle", bundle,
+                           "--console-socket", path, "t1"], stdin=subprocess.DEVNULL)
+conn, _ = s.accept()
+msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+assert create.wait() == 0, "create failed"
+subprocess.run([runsc, "--root", root, "start", "t1"], check=True)
+out = b""
+while b"hello-from-tty" not in out:
+    try:
+        d = os.read(fds[0], 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+print(out.decode(errors="replace"))
+"#;
+    let sock = b.base.join("console.sock");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(runsc_bin())
+        .arg(b.state_root())
+        .arg(b.dir())
+        .arg(&sock);
+    b.ids.borrow_mut().push("t1".into());
+    let o = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+    assert_code(&o, 0, "console socket client");
+    // Through a pty, the newline comes out as CR LF.
+    assert!(o.stdout_str().contains("hello-from-tty\r\n"), "{o:?}");
+}

@@ -12,6 +12,7 @@ use super::GlobalOpts;
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -67,7 +68,8 @@ fn create_sandbox(
     }
     std::fs::create_dir_all(&g.root)
         .with_context(|| format!("creating the state root {}", g.root.display()))?;
-    match std::fs::create_dir(&dir.path) {
+    // Only root reaches the control socket inside.
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir.path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             bail!("container with id exists: {id}")
@@ -113,16 +115,8 @@ fn spawn_and_record(
     if let Some(Terminal::ConsoleSocket(sock)) = &terminal {
         let pty = nix::pty::openpty(None, None).context("allocating a pty")?;
         send_console(sock, &pty.master)?;
-        for (i, s) in [0, 1, 2].into_iter().enumerate() {
-            let fd = pty.slave.try_clone().context("duplicating the pty")?;
-            let st = Stdio::from(fd);
-            match i {
-                0 => cmd.stdin(st),
-                1 => cmd.stdout(st),
-                _ => cmd.stderr(st),
-            };
-            let _ = s;
-        }
+        let dup = || pty.slave.try_clone().context("duplicating the pty");
+        cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
         pty_slave = Some(pty.slave);
     }
     let sync_fd = sync_w.as_raw_fd();
@@ -178,15 +172,15 @@ fn spawn_and_record(
         network: g.network.clone(),
     };
     dir.save(&st)?;
-    if let Some(p) = &o.pid_file {
-        state::write_atomic(p, pid.to_string().as_bytes())
-            .with_context(|| format!("--pid-file {}", p.display()))?;
-    }
     run_hooks(
         &c.hooks.create_runtime,
         &dir.oci_state(&st),
         "createRuntime",
     )?;
+    if let Some(p) = &o.pid_file {
+        state::write_atomic(p, pid.to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", p.display()))?;
+    }
     Ok(())
 }
 
@@ -223,7 +217,14 @@ struct SyncReport {
 /// exits with PID 1's exit code.
 pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Result<i32> {
     // SAFETY: the sync fd was set up for us by `create` and is ours alone.
-    let mut sync = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(sync_fd) });
+    let sync = unsafe { OwnedFd::from_raw_fd(sync_fd) };
+    // Not for the gofer or anything else we start.
+    nix::fcntl::fcntl(
+        sync.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .context("--sync-fd")?;
+    let mut sync = std::fs::File::from(sync);
     let dir = ContainerDir::new(&g.root, id)?;
     let prepared = (|| -> anyhow::Result<Arc<sentry::Sandbox>> {
         let c = spec::load(bundle)?;
@@ -272,9 +273,8 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
     if let Err(e) = dir.save_exit_info(ExitInfo { code }) {
         tracing::warn!("recording the exit status: {e:#}");
     }
+    // `wait` clients whose reply is cut short by our exit read exit.json.
     exit.set(code);
-    // Let `wait` clients read their reply before the process goes.
-    std::thread::sleep(Duration::from_millis(20));
     Ok(code)
 }
 
