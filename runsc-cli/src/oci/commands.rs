@@ -286,7 +286,9 @@ fn load(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State)> {
 
 /// `runsc start`: lets a created container's PID 1 run.
 pub fn start(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
-    let (dir, mut st) = load(g, id)?;
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let mut st = dir.load()?;
     match dir.status(&st) {
         Status::Created => {}
         Status::Running => bail!("cannot start an already running container"),
@@ -358,6 +360,7 @@ fn kill_sandbox(st: &State) {
 /// kills a running one first. A missing container is fine with `force`.
 pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
     let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
     let st = match dir.load() {
         Ok(st) => st,
         Err(e) => {

@@ -347,6 +347,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// What docker 20.10 (through containerd's runc shim) hands a runtime.
+    #[test]
+    fn docker_config_is_accepted() {
+        let spec = parse(include_str!("testdata/docker-config.json")).unwrap();
+        let dir = std::env::temp_dir().join(format!("runsc-spec-docker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut spec = spec;
+        spec.root_mut().as_mut().unwrap().set_path(dir.clone());
+        let c = from_spec(&spec, &dir).unwrap();
+        assert_eq!(c.hostname.as_deref(), Some("0123456789ab"));
+        assert!(!c.root_readonly);
+        assert!(c.tmpfs_mounts.is_empty(), "{:?}", c.tmpfs_mounts);
+        assert_eq!(
+            c.ignored_mounts,
+            [
+                "/dev/shm",
+                "/etc/resolv.conf",
+                "/etc/hostname",
+                "/etc/hosts"
+            ]
+        );
+        assert_eq!(c.hooks.create_runtime.len(), 1);
+        assert_eq!(c.hooks.create_runtime[0].args[0], "libnetwork-setkey");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn normalizes_destinations() {
         assert_eq!(normalize(Path::new("/a//b/./c/../d/")).unwrap(), "/a/b/d");

@@ -113,6 +113,18 @@ impl ContainerDir {
         self.path.join(CONTROL_SOCKET)
     }
 
+    /// Serializes state changes (start, delete) of this container between
+    /// runsc processes: an exclusive flock on the directory, held until the
+    /// returned file is dropped. None if the directory is gone.
+    pub fn lock(&self) -> Option<std::fs::File> {
+        let f = std::fs::File::open(&self.path).ok()?;
+        // SAFETY: flock(2) on an fd we own; it blocks until granted.
+        unsafe {
+            libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX);
+        }
+        Some(f)
+    }
+
     /// Reads state.json; a missing one is runc's "does not exist".
     pub fn load(&self) -> anyhow::Result<State> {
         let p = self.path.join(STATE_FILE);
