@@ -593,3 +593,34 @@ print(out.decode(errors="replace"))
     // Through a pty, the newline comes out as CR LF.
     assert!(o.stdout_str().contains("hello-from-tty\r\n"), "{o:?}");
 }
+
+#[test]
+fn long_state_paths_like_dockers_work() {
+    // docker: --root /var/run/docker/runtime-NAME/moby and 64-hex ids, so
+    // the control socket's path is longer than sun_path.
+    let b = Bundle::new("long");
+    b.set_script("echo started; while :; do sleep 1 & wait; done", |_| {});
+    let root = b.state_root().join("runtime-sandbox-with-a-long-name/moby");
+    let id = "0123456789abcdef".repeat(4);
+    let sock = root.join(&id).join("control.sock");
+    assert!(sock.as_os_str().len() > 108, "{}", sock.display());
+    let runsc = |args: &[&str]| {
+        let mut cmd = Command::new(runsc_bin());
+        cmd.arg("--root").arg(&root).args(args);
+        run_bounded(cmd, Stdio::piped(), Stdio::piped())
+    };
+    let mut cmd = Command::new(runsc_bin());
+    cmd.arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", &b.dir(), &id]);
+    let out = std::fs::File::create(b.out_path("long")).unwrap();
+    let err = std::fs::File::create(b.err_path("long")).unwrap();
+    let o = run_bounded(cmd, out.into(), err.into());
+    assert_eq!(o.code, 0, "{}", b.stderr_of("long"));
+    assert_code(&runsc(&["start", &id]), 0, "start");
+    assert_code(&runsc(&["kill", &id, "KILL"]), 0, "kill");
+    let w = runsc(&["wait", &id]);
+    assert!(w.stdout_str().contains("137"), "{w:?}");
+    assert_code(&runsc(&["delete", &id]), 0, "delete");
+    assert!(!root.join(&id).exists());
+}
