@@ -273,8 +273,10 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
     if let Err(e) = dir.save_exit_info(ExitInfo { code }) {
         tracing::warn!("recording the exit status: {e:#}");
     }
-    // `wait` clients whose reply is cut short by our exit read exit.json.
     exit.set(code);
+    // Answer the requests already taken (a kill that ended PID 1, the
+    // waiters) before going; a client cut short reads exit.json.
+    exit.drain(Duration::from_secs(2));
     Ok(code)
 }
 
@@ -330,8 +332,12 @@ pub fn kill(g: &GlobalOpts, id: &str, signal: &str, all: bool) -> anyhow::Result
         Some(CONTROL_TIMEOUT),
     );
     if let Err(e) = r {
+        // The container ended meanwhile (perhaps of this very signal).
+        if dir.status(&st) == Status::Stopped {
+            return Ok(());
+        }
         // A sandbox that cannot answer still dies of SIGKILL.
-        if sig == libc::SIGKILL && state::sandbox_alive(st.pid, st.pid_start_time) {
+        if sig == libc::SIGKILL {
             kill_sandbox(&st);
             return Ok(());
         }

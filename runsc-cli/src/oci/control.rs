@@ -83,12 +83,16 @@ pub fn call(sock: &Path, req: &Request, timeout: Option<Duration>) -> anyhow::Re
     Ok(reply)
 }
 
-/// Where the sandbox's main thread publishes PID 1's exit code once it is
-/// recorded in exit.json, for `Wait` replies.
+/// Shared between the sandbox's main thread and the control connections:
+/// PID 1's exit code once it is recorded in exit.json (for `Wait`
+/// replies), and how many replies are still being written, so the process
+/// does not exit under a client still waiting for its answer.
 #[derive(Default)]
 pub struct ExitNotice {
     code: Mutex<Option<i32>>,
     cv: Condvar,
+    in_flight: Mutex<usize>,
+    drained: Condvar,
 }
 
 impl ExitNotice {
@@ -96,6 +100,7 @@ impl ExitNotice {
         *self.code.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
         self.cv.notify_all();
     }
+
     fn wait(&self) -> i32 {
         let mut c = self.code.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -104,6 +109,28 @@ impl ExitNotice {
             }
             c = self.cv.wait(c).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    fn begin(&self) {
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn end(&self) {
+        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Waits (at most `limit`) until every request taken so far has had
+    /// its reply written.
+    pub fn drain(&self, limit: Duration) {
+        let n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .drained
+            .wait_timeout_while(n, limit, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
     }
 }
 
@@ -124,15 +151,23 @@ pub fn serve(
                 let Ok(conn) = conn else { continue };
                 let sandbox = sandbox.clone();
                 let exit = exit.clone();
-                let _ = std::thread::Builder::new()
+                exit.begin();
+                let e2 = exit.clone();
+                let r = std::thread::Builder::new()
                     .name("control-conn".into())
-                    .spawn(move || handle(conn, &sandbox, &exit));
+                    .spawn(move || {
+                        reply_to(conn, &sandbox, &e2);
+                        e2.end();
+                    });
+                if r.is_err() {
+                    exit.end();
+                }
             }
         })?;
     Ok(())
 }
 
-fn handle(conn: UnixStream, sandbox: &sentry::Sandbox, exit: &ExitNotice) {
+fn reply_to(conn: UnixStream, sandbox: &sentry::Sandbox, exit: &ExitNotice) {
     let mut line = String::new();
     if BufReader::new(&conn).read_line(&mut line).is_err() {
         return;
