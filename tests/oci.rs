@@ -624,3 +624,43 @@ fn long_state_paths_like_dockers_work() {
     assert_code(&runsc(&["delete", &id]), 0, "delete");
     assert!(!root.join(&id).exists());
 }
+
+#[test]
+fn directory_bind_mounts() {
+    // The mount points need not exist, their parents must (see README).
+    let b = Bundle::new("bind");
+    let rw = b.base.join("vol-rw");
+    let ro = b.base.join("vol-ro");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("data"), "from-host\n").unwrap();
+    let (rw_s, ro_s) = (rw.to_string_lossy(), ro.to_string_lossy());
+    b.set_script(
+        "echo guest > /home/rw/new && cat /home/ro/data; echo x > /home/ro/x || echo ro-refused",
+        |c| {
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.push(
+                serde_json::json!({"destination": "/home/rw", "type": "bind",
+                "source": rw_s, "options": ["rbind", "rw"]}),
+            );
+            mounts.push(
+                serde_json::json!({"destination": "/home/ro", "type": "none",
+                "source": ro_s, "options": ["bind", "ro"]}),
+            );
+        },
+    );
+    let o = b.runsc(&["--overlay=true", "run", "--bundle", &b.dir(), "v1"]);
+    assert_code(&o, 0, "run");
+    assert_eq!(o.stdout_str(), "from-host\nro-refused\n", "{o:?}");
+    assert_eq!(std::fs::read_to_string(rw.join("new")).unwrap(), "guest\n");
+    assert!(!ro.join("x").exists());
+
+    // A missing source is named.
+    b.set_script("true", |c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/x", "type": "bind", "source": "/nonexistent-src", "options": ["bind"]}))
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "v2"]);
+    assert_fails_with(&o, "nonexistent-src", "missing bind source");
+    assert!(o.stderr_str().contains("source"), "{o:?}");
+}

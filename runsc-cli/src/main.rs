@@ -360,6 +360,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         overlay: d.overlay,
         private_tmp: d.image_root.is_none(),
         root_readonly: false,
+        gofer_mounts: Vec::new(),
         hostname: None,
         user: sentry::boot::User::default(),
         rlimits: Vec::new(),

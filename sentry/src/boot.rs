@@ -34,14 +34,24 @@ pub struct BootConfig {
     /// Without the overlay: the gofer serves the image read-only (what
     /// /proc/mounts reports for the root).
     pub root_readonly: bool,
+    /// Directories served by gofers of their own, mounted over the root.
+    pub gofer_mounts: Vec<GoferMount>,
     /// uname's nodename; None keeps the kernel's default.
     pub hostname: Option<String>,
     /// Identity of PID 1.
     pub user: User,
     /// PID 1's rlimits over the defaults: (resource, soft, hard).
     pub rlimits: Vec<(i32, u64, u64)>,
-    /// Extra empty tmpfs mounts (absolute guest paths, which must exist).
+    /// Extra empty tmpfs mounts (absolute, normalized guest paths).
     pub tmpfs_mounts: Vec<String>,
+}
+
+/// A bind mount: a connected socket to the gofer serving the source
+/// directory (read-only or not, as the gofer was told), and where it goes.
+pub struct GoferMount {
+    /// Absolute, normalized guest path.
+    pub dest: String,
+    pub gofer: OwnedFd,
 }
 
 /// Who PID 1 runs as (real, effective, saved and filesystem ids alike).
@@ -235,6 +245,11 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     vfs.mount(b"/sys", sysfs, "sysfs");
     for m in &cfg.tmpfs_mounts {
         vfs.mount(m.as_bytes(), fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
+    }
+    for m in cfg.gofer_mounts {
+        let fs = fs::gofer::new_goferfs(Arc::new(gofer::Client::new(m.gofer)))
+            .map_err(|e| anyhow::anyhow!("attaching to the gofer for {}: {e}", m.dest))?;
+        vfs.mount(m.dest.as_bytes(), fs, "9p");
     }
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
     vfs.mount(b"/proc", fs::proc::new_procfs(&kernel), "proc");

@@ -229,7 +229,15 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
     let prepared = (|| -> anyhow::Result<Arc<sentry::Sandbox>> {
         let c = spec::load(bundle)?;
         for m in &c.ignored_mounts {
-            tracing::warn!("mount at {m}: bind mounts are not supported yet; ignored");
+            tracing::warn!("mount at {m}: bind mounts of files are not supported yet; ignored");
+        }
+        let mut gofer_mounts = Vec::new();
+        for (dest, src, ro) in &c.bind_mounts {
+            gofer_mounts.push(sentry::boot::GoferMount {
+                dest: dest.clone(),
+                gofer: crate::gofer_process::spawn_gofer(src, !ro)
+                    .with_context(|| format!("bind mount {}", src.display()))?,
+            });
         }
         let readonly = c.root_readonly;
         let overlay = g.overlay && !readonly;
@@ -243,6 +251,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             overlay,
             private_tmp: false,
             root_readonly: readonly,
+            gofer_mounts,
             hostname: c.hostname.clone(),
             user: c.user.clone(),
             rlimits: c.rlimits.clone(),

@@ -48,7 +48,11 @@ pub struct Container {
     pub rlimits: Vec<(i32, u64, u64)>,
     /// Destinations of tmpfs mounts the sentry does not already provide.
     pub tmpfs_mounts: Vec<String>,
-    /// Mounts accepted but not acted upon yet (bind mounts), for a warning.
+    /// Bind mounts of directories: (destination, canonical source,
+    /// read-only).
+    pub bind_mounts: Vec<(String, PathBuf, bool)>,
+    /// Mounts accepted but not acted upon yet (bind mounts of files), for
+    /// a warning.
     pub ignored_mounts: Vec<String>,
     pub annotations: BTreeMap<String, String>,
     pub hooks: Hooks,
@@ -156,6 +160,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         .with_context(|| format!("root.path: rootfs {}", rootfs.display()))?;
     let mut tmpfs_mounts = Vec::new();
     let mut ignored_mounts = Vec::new();
+    let mut bind_mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest =
             normalize(m.destination()).with_context(|| format!("mounts[{i}].destination"))?;
@@ -165,8 +170,24 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
                 .iter()
                 .flatten()
                 .any(|o| o == "bind" || o == "rbind");
+        // The sentry's own /dev/shm stays: POSIX shared memory is the
+        // sandbox's, not a host directory's.
+        if bind && dest == "/dev/shm" {
+            continue;
+        }
         if bind {
-            ignored_mounts.push(dest);
+            let src = m
+                .source()
+                .as_ref()
+                .with_context(|| format!("mounts[{i}].source: missing for a bind mount"))?;
+            let src = std::fs::canonicalize(src)
+                .with_context(|| format!("mounts[{i}].source: {}", src.display()))?;
+            if src.is_dir() {
+                let ro = m.options().iter().flatten().any(|o| o == "ro");
+                bind_mounts.push((dest, src, ro));
+            } else {
+                ignored_mounts.push(dest);
+            }
             continue;
         }
         match typ {
@@ -216,6 +237,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         root_readonly: root.readonly().unwrap_or(false),
         rlimits,
         tmpfs_mounts,
+        bind_mounts,
         ignored_mounts,
         annotations: spec
             .annotations()
@@ -355,19 +377,34 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut spec = spec;
         spec.root_mut().as_mut().unwrap().set_path(dir.clone());
+        // The bind sources docker made: files for /etc, a volume directory.
+        std::fs::create_dir_all(dir.join("vol")).unwrap();
+        let mut mounts = spec.mounts().clone().unwrap();
+        for m in mounts.iter_mut() {
+            if let Some(src) = m.source().clone() {
+                if src.is_absolute() {
+                    let name = src.file_name().unwrap().to_owned();
+                    std::fs::write(dir.join(&name), "x").unwrap();
+                    m.set_source(Some(dir.join(name)));
+                }
+            }
+        }
+        let mut vol = mounts.last().unwrap().clone();
+        vol.set_destination("/data".into());
+        vol.set_source(Some(dir.join("vol")));
+        mounts.push(vol);
+        spec.set_mounts(Some(mounts));
         let c = from_spec(&spec, &dir).unwrap();
         assert_eq!(c.hostname.as_deref(), Some("0123456789ab"));
         assert!(!c.root_readonly);
         assert!(c.tmpfs_mounts.is_empty(), "{:?}", c.tmpfs_mounts);
         assert_eq!(
             c.ignored_mounts,
-            [
-                "/dev/shm",
-                "/etc/resolv.conf",
-                "/etc/hostname",
-                "/etc/hosts"
-            ]
+            ["/etc/resolv.conf", "/etc/hostname", "/etc/hosts"]
         );
+        assert_eq!(c.bind_mounts.len(), 1);
+        assert_eq!(c.bind_mounts[0].0, "/data");
+        assert!(!c.bind_mounts[0].2, "rw");
         assert_eq!(c.hooks.create_runtime.len(), 1);
         assert_eq!(c.hooks.create_runtime[0].args[0], "libnetwork-setkey");
         let _ = std::fs::remove_dir_all(&dir);
