@@ -36,7 +36,7 @@ struct Cli {
     systemd_cgroup: bool,
     /// Overlay a memory layer on a container's root so writes never reach
     /// the image (`--overlay=false`: writes reach the rootfs directory).
-    #[arg(long = "overlay", id = "global_overlay", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "overlay", id = "global_overlay", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     global_overlay: bool,
     /// How guest code runs: ptrace.
     #[arg(long, default_value = "ptrace")]
