@@ -1,11 +1,11 @@
-//! `runsc`: the command line of the sandbox. This version has `do` (run a
-//! host command sandboxed, with the host root as a read-only image) and the
-//! hidden `gofer` role it starts as a separate process.
+//! `runsc`: the command line of the sandbox. This file is argument parsing
+//! only: the OCI runtime commands live in the library (`runsc_cli::oci`),
+//! `do` runs a host command sandboxed, and the hidden `gofer` and `boot`
+//! roles are the processes a sandbox is made of.
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use runsc_cli::oci::{self, commands, GlobalOpts};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -15,12 +15,35 @@ use std::path::PathBuf;
     version
 )]
 struct Cli {
-    /// Verbose logging to stderr.
+    /// Verbose logging (to --log, else stderr).
     #[arg(long, global = true)]
     debug: bool,
     /// Print every guest system call with decoded arguments and result.
     #[arg(long, global = true)]
     strace: bool,
+    /// Directory holding container state (OCI commands; give it before the
+    /// command).
+    #[arg(long = "root", value_name = "DIR", default_value = oci::DEFAULT_ROOT)]
+    state_root: PathBuf,
+    /// Log file (containerd and docker read errors from it).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: String,
+    /// Systemd cgroup management (not supported).
+    #[arg(long)]
+    systemd_cgroup: bool,
+    /// Overlay a memory layer on a container's root so writes never reach
+    /// the image (`--overlay=false`: writes reach the rootfs directory).
+    #[arg(long = "overlay", id = "global_overlay", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    global_overlay: bool,
+    /// How guest code runs: ptrace.
+    #[arg(long, default_value = "ptrace")]
+    platform: String,
+    /// Network mode: sandbox, host or none (recorded; no network stack yet).
+    #[arg(long, default_value = "sandbox")]
+    network: String,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -30,9 +53,149 @@ enum Command {
     /// Run a command in a sandbox, using the host's root filesystem as a
     /// read-only image (with a private /tmp).
     Do(DoArgs),
+    /// Create a container from a bundle; its process waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start(IdArg),
+    /// Print a container's OCI state as JSON.
+    State(IdArg),
+    /// Send a signal to a container's init process (default TERM).
+    Kill(KillArgs),
+    /// Delete a stopped container (with --force, also a running one).
+    Delete(DeleteArgs),
+    /// Create and start a container, wait for it, and delete it.
+    Run(RunArgs),
+    /// List containers.
+    List(ListArgs),
+    /// List a container's processes.
+    Ps(PsArgs),
+    /// Wait for a container to exit and print its exit status.
+    Wait(IdArg),
+    /// Write a default config.json into a bundle.
+    Spec(SpecArgs),
+    /// Run a process in a running container (not supported yet).
+    Exec(ExecArgs),
+    /// Pause a container (not supported yet).
+    Pause(IdArg),
+    /// Resume a paused container (not supported yet).
+    Resume(IdArg),
     /// Serve a root filesystem to a sentry (internal).
     #[command(hide = true)]
     Gofer(GoferArgs),
+    /// The sandbox process of a container (internal, started by create).
+    #[command(hide = true)]
+    Boot(BootArgs),
+}
+
+#[derive(Args)]
+struct IdArg {
+    id: String,
+}
+
+#[derive(Args)]
+struct CreateFlags {
+    /// Bundle directory (default: the current directory).
+    #[arg(long, short = 'b', value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Write the container's host pid here.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to send the terminal's pty master to.
+    #[arg(long, value_name = "SOCKET")]
+    console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    no_pivot: bool,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    no_new_keyring: bool,
+}
+
+impl CreateFlags {
+    fn opts(&self) -> commands::CreateOpts {
+        commands::CreateOpts {
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    #[command(flatten)]
+    flags: CreateFlags,
+    id: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    flags: CreateFlags,
+    /// Return once started instead of waiting for the container.
+    #[arg(long, short = 'd')]
+    detach: bool,
+    id: String,
+}
+
+#[derive(Args)]
+struct KillArgs {
+    /// Signal every process of the container.
+    #[arg(long, short = 'a')]
+    all: bool,
+    id: String,
+    /// TERM, SIGTERM or 15.
+    #[arg(default_value = "TERM")]
+    signal: String,
+}
+
+#[derive(Args)]
+struct DeleteArgs {
+    /// Kill the container first if it runs.
+    #[arg(long, short = 'f')]
+    force: bool,
+    id: String,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// table or json.
+    #[arg(long, short = 'f', default_value = "table")]
+    format: String,
+    /// Print only the ids.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct PsArgs {
+    /// table or json (json: the container's host pids).
+    #[arg(long, short = 'f', default_value = "table")]
+    format: String,
+    id: String,
+}
+
+#[derive(Args)]
+struct SpecArgs {
+    /// Bundle directory to write config.json into (default: current).
+    #[arg(long, short = 'b', value_name = "DIR")]
+    bundle: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+struct BootArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Where to report readiness or the error that prevented it.
+    #[arg(long)]
+    sync_fd: i32,
+    id: String,
 }
 
 #[derive(Args)]
@@ -71,35 +234,68 @@ struct GoferArgs {
 
 fn main() {
     let cli = Cli::parse();
-    let level = if cli.debug { "debug" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNSC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let code = match run(cli) {
+    let g = GlobalOpts {
+        root: cli.state_root.clone(),
+        log: cli.log.clone(),
+        log_format: cli.log_format.clone(),
+        debug: cli.debug,
+        strace: cli.strace,
+        overlay: cli.global_overlay,
+        platform: cli.platform.clone(),
+        network: cli.network.clone(),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    let is_do = matches!(cli.cmd, Command::Do(_) | Command::Gofer(_));
+    runsc_cli::logging::init(&g);
+    let code = match run(cli, &g) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("runsc: {e:#}");
-            // The command itself could not run: 127/126 like a shell;
-            // anything else is the runtime's own failure.
-            e.downcast_ref::<sentry::boot::ExecFailure>()
-                .map_or(125, |f| f.code)
+            runsc_cli::logging::error(&g, &format!("{e:#}"));
+            if is_do {
+                // The command itself could not run: 127/126 like a shell;
+                // anything else is the runtime's own failure.
+                e.downcast_ref::<sentry::boot::ExecFailure>()
+                    .map_or(125, |f| f.code)
+            } else {
+                1
+            }
         }
     };
     std::process::exit(code);
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let ok = |r: anyhow::Result<()>| r.map(|()| 0);
     match cli.cmd {
-        Command::Gofer(g) => {
+        Command::Gofer(a) => {
             raise_nofile();
-            gofer::run(&g.root, g.fd, !g.rw)?;
+            gofer::run(&a.root, a.fd, !a.rw)?;
             Ok(0)
         }
         Command::Do(d) => run_do(d, cli.strace),
+        Command::Boot(b) => commands::boot(g, &b.id, &b.bundle, b.sync_fd),
+        Command::Create(c) => ok(commands::create(g, &c.id, &c.flags.opts())),
+        Command::Start(a) => ok(commands::start(g, &a.id)),
+        Command::State(a) => ok(commands::state(g, &a.id)),
+        Command::Kill(k) => ok(commands::kill(g, &k.id, &k.signal, k.all)),
+        Command::Delete(d) => ok(commands::delete(g, &d.id, d.force)),
+        Command::Run(r) => commands::run(g, &r.id, &r.flags.opts(), r.detach),
+        Command::List(l) => ok(match (l.format.as_str(), l.quiet) {
+            (_, true) => commands::list_ids(g),
+            ("table", _) => commands::list(g, false),
+            ("json", _) => commands::list(g, true),
+            (f, _) => Err(anyhow::anyhow!("--format {f}: expected table or json")),
+        }),
+        Command::Ps(p) => ok(match p.format.as_str() {
+            "table" => commands::ps(g, &p.id, false),
+            "json" => commands::ps(g, &p.id, true),
+            f => Err(anyhow::anyhow!("--format {f}: expected table or json")),
+        }),
+        Command::Wait(a) => ok(commands::wait(g, &a.id)),
+        Command::Spec(s) => ok(commands::spec(&s.bundle)),
+        Command::Exec(_) => bail!("exec is not supported yet"),
+        Command::Pause(_) => bail!("pause is not supported yet"),
+        Command::Resume(_) => bail!("resume is not supported yet"),
     }
 }
 
@@ -142,9 +338,6 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
             bail!("-e {e}: expected K=V");
         }
     }
-    let (ours, theirs) = gofer::socketpair().context("creating the gofer socket")?;
-    let exe = std::env::current_exe().context("finding our own executable")?;
-    let child_fd = theirs.as_raw_fd();
     let root = match &d.image_root {
         Some(r) => {
             let meta = std::fs::metadata(r).with_context(|| format!("--root {}", r.display()))?;
@@ -155,30 +348,9 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         }
         None => PathBuf::from("/"),
     };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("gofer")
-        .arg("--root")
-        .arg(&root)
-        .args(["--fd", "3"]);
     // Without the overlay, an image directory the user named is served
     // writable (the guest's changes land in it); the host's own root never is.
-    if !d.overlay && d.image_root.is_some() {
-        cmd.arg("--rw");
-    }
-    // SAFETY: between fork and exec we only call async-signal-safe dup2 and
-    // prctl on fds and values we own.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(child_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    cmd.stdin(std::process::Stdio::null());
-    let _gofer = cmd.spawn().context("starting the gofer")?;
-    drop(theirs);
+    let ours = runsc_cli::gofer_process::spawn_gofer(&root, !d.overlay && d.image_root.is_some())?;
     sentry::boot(sentry::BootConfig {
         argv: d.command,
         env: default_env(&d.env),
@@ -187,5 +359,11 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         gofer: ours,
         overlay: d.overlay,
         private_tmp: d.image_root.is_none(),
+        root_readonly: false,
+        gofer_mounts: Vec::new(),
+        hostname: None,
+        user: sentry::boot::User::default(),
+        rlimits: Vec::new(),
+        tmpfs_mounts: Vec::new(),
     })
 }

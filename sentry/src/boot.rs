@@ -1,5 +1,7 @@
 //! Starting a sandbox: the memory file, platform, gofer-backed root, mounts,
-//! the kernel, and PID 1 running the requested program.
+//! the kernel, and PID 1 running the requested program. `boot` does it all
+//! at once (`runsc do`); an OCI container is `prepare`d (PID 1 loaded but
+//! not running), then `Sandbox::start`ed, signalled, listed and waited for.
 
 use crate::errno::Errno;
 use crate::fs;
@@ -12,7 +14,8 @@ use crate::mm::MemoryManager;
 use crate::vfs::{FdTable, File, FsContext, Vfs};
 use anyhow::{bail, Context as _};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 pub struct BootConfig {
     /// The program and its arguments (argv[0] is looked up in PATH).
@@ -28,6 +31,47 @@ pub struct BootConfig {
     /// The image is the host's own root: give the guest a private /tmp
     /// instead of the host's.
     pub private_tmp: bool,
+    /// Without the overlay: the gofer serves the image read-only (what
+    /// /proc/mounts reports for the root).
+    pub root_readonly: bool,
+    /// Directories served by gofers of their own, mounted over the root.
+    pub gofer_mounts: Vec<GoferMount>,
+    /// uname's nodename; None keeps the kernel's default.
+    pub hostname: Option<String>,
+    /// Identity of PID 1.
+    pub user: User,
+    /// PID 1's rlimits over the defaults: (resource, soft, hard).
+    pub rlimits: Vec<(i32, u64, u64)>,
+    /// Extra empty tmpfs mounts (absolute, normalized guest paths).
+    pub tmpfs_mounts: Vec<String>,
+}
+
+/// A bind mount: a connected socket to the gofer serving the source
+/// directory (read-only or not, as the gofer was told), and where it goes.
+pub struct GoferMount {
+    /// Absolute, normalized guest path.
+    pub dest: String,
+    pub gofer: OwnedFd,
+}
+
+/// Who PID 1 runs as (real, effective, saved and filesystem ids alike).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: u32,
+}
+
+impl Default for User {
+    fn default() -> User {
+        User {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            umask: 0o022,
+        }
+    }
 }
 
 /// Why the sandbox could not start its command, with the exit code a shell
@@ -42,6 +86,133 @@ pub struct ExecFailure {
 /// Runs the sandbox until PID 1 exits; returns the shell-style exit code
 /// (status, or 128+signal).
 pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
+    let sandbox = prepare(cfg)?;
+    sandbox.start()?;
+    Ok(sandbox.wait())
+}
+
+/// A sandbox whose PID 1 is loaded; it runs guest code once started.
+pub struct Sandbox {
+    kernel: Arc<Kernel>,
+    start: Mutex<Option<mpsc::Sender<()>>>,
+    started: AtomicBool,
+}
+
+/// One guest process, for `runsc ps`.
+#[derive(Clone, Debug)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub uid: u32,
+    pub comm: String,
+    /// Exited, not yet waited for.
+    pub zombie: bool,
+}
+
+impl Sandbox {
+    /// Lets PID 1 run; signals sent to this host process now reach it.
+    pub fn start(&self) -> anyhow::Result<()> {
+        let tx = self
+            .start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the sandbox was already started"))?;
+        tx.send(())
+            .map_err(|_| anyhow::anyhow!("init task died before starting"))?;
+        self.started.store(true, Ordering::SeqCst);
+        forward_host_signals(self.kernel.clone());
+        Ok(())
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Sends `sig` to PID 1, or with `all` to every process. Before start,
+    /// a signal whose default action kills ends the sandbox as if PID 1 had
+    /// died of it (its program never ran, so no handler can catch it);
+    /// others are dropped.
+    pub fn signal(&self, sig: i32, all: bool) -> anyhow::Result<()> {
+        use crate::kernel::signal::{default_action, DefaultAction, SigInfo, SI_USER};
+        if !(1..=crate::kernel::signal::NSIG as i32).contains(&sig) {
+            bail!("invalid signal {sig}");
+        }
+        if !self.started() {
+            let fatal = sig == libc::SIGKILL
+                || !matches!(
+                    default_action(sig),
+                    DefaultAction::Ignore | DefaultAction::Continue | DefaultAction::Stop
+                );
+            if fatal {
+                self.kernel
+                    .finish(crate::kernel::task_signals::killed_status(sig));
+            }
+            return Ok(());
+        }
+        let targets: Vec<_> = {
+            let ts = self.kernel.ts();
+            ts.procs
+                .iter()
+                .filter(|(pid, e)| (all || **pid == 1) && e.zombie.is_none())
+                .map(|(_, e)| e.tg.clone())
+                .collect()
+        };
+        for tg in targets {
+            self.kernel.send_to_group(&tg, SigInfo::new(sig, SI_USER));
+        }
+        Ok(())
+    }
+
+    /// The guest's processes, by pid.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
+        let ts = self.kernel.ts();
+        let mut out: Vec<ProcessInfo> = ts
+            .procs
+            .iter()
+            .map(|(pid, e)| {
+                let leader = ts
+                    .tasks
+                    .get(pid)
+                    .or_else(|| e.threads.iter().find_map(|t| ts.tasks.get(t)));
+                let (comm, uid) = match leader {
+                    Some(t) => (
+                        crate::kernel::task::lock(&t.comm).clone(),
+                        crate::kernel::task::lock(&t.creds).ruid,
+                    ),
+                    None => crate::kernel::task::lock(&e.tg.exit_info)
+                        .as_ref()
+                        .map(|(c, cr)| (c.clone(), cr.ruid))
+                        .unwrap_or_default(),
+                };
+                ProcessInfo {
+                    pid: *pid,
+                    ppid: e.parent,
+                    uid,
+                    comm: String::from_utf8_lossy(&comm).into_owned(),
+                    zombie: e.zombie.is_some(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.pid);
+        out
+    }
+
+    /// Blocks until PID 1 exits; returns the shell-style exit code (status,
+    /// or 128+signal).
+    pub fn wait(&self) -> i32 {
+        let status = self.kernel.wait_for_init();
+        if status & 0x7f == 0 {
+            (status >> 8) & 0xff
+        } else {
+            128 + (status & 0x7f)
+        }
+    }
+}
+
+/// Builds the kernel and loads PID 1, which waits for `Sandbox::start`
+/// before running any guest code.
+pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     if cfg.argv.is_empty() {
         bail!("no command given");
     }
@@ -63,7 +234,7 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     } else {
         // The host's own root is never writable; a named image directory
         // without the overlay is served read-write.
-        vfs.set_root_fstype("9p", cfg.private_tmp);
+        vfs.set_root_fstype("9p", cfg.private_tmp || cfg.root_readonly);
     }
     if cfg.private_tmp {
         vfs.mount(b"/tmp", fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
@@ -72,14 +243,25 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     // Our own sysfs: the host's must not show through the gofer.
     let sysfs = fs::sys::new_sysfs().map_err(|e| anyhow::anyhow!("building sysfs: {e}"))?;
     vfs.mount(b"/sys", sysfs, "sysfs");
+    for m in &cfg.tmpfs_mounts {
+        vfs.mount(m.as_bytes(), fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
+    }
+    for m in cfg.gofer_mounts {
+        let fs = fs::gofer::new_goferfs(Arc::new(gofer::Client::new(m.gofer)))
+            .map_err(|e| anyhow::anyhow!("attaching to the gofer for {}: {e}", m.dest))?;
+        vfs.mount(m.dest.as_bytes(), fs, "9p");
+    }
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
     vfs.mount(b"/proc", fs::proc::new_procfs(&kernel), "proc");
+    if let Some(h) = &cfg.hostname {
+        *kernel.hostname.lock().unwrap_or_else(|p| p.into_inner()) = h.as_bytes().to_vec();
+    }
 
     let fsctx = {
         let fsc = FsContext {
             root: vfs.root.clone(),
             cwd: vfs.root.clone(),
-            umask: 0o022,
+            umask: cfg.user.umask,
         };
         let cwd = vfs
             .lookup(&fsc, &vfs.root, cfg.cwd.as_bytes(), true)
@@ -114,7 +296,13 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     let sighand = Arc::new(Mutex::new(
         [SigAction::default(); crate::kernel::signal::NSIG],
     ));
-    let tg = ThreadGroup::new(1, sighand, default_rlimits());
+    let mut rlimits = default_rlimits();
+    for &(res, soft, hard) in &cfg.rlimits {
+        if let Some(r) = rlimits.get_mut(res as usize) {
+            *r = [soft, hard];
+        }
+    }
+    let tg = ThreadGroup::new(1, sighand, rlimits);
     let mm = Arc::new(MemoryManager::new(
         mf.clone(),
         platform::Platform::max_user_address(&*platform),
@@ -126,7 +314,7 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
         mm,
         fds,
         Arc::new(Mutex::new(fsctx)),
-        Creds::root(),
+        creds_of(&cfg.user),
         0,
         b"init".to_vec(),
     )
@@ -154,7 +342,8 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
     let path = resolve_command(&task, &cfg.argv[0], &cfg.env)?;
     let argv: Vec<Vec<u8>> = cfg.argv.iter().map(|s| s.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = cfg.env.iter().map(|s| s.as_bytes().to_vec()).collect();
-    let (tx, rx) = std::sync::mpsc::channel::<Result<(), (String, i32)>>();
+    let (tx, rx) = mpsc::channel::<Result<(), (String, i32)>>();
+    let (start_tx, start_rx) = mpsc::channel::<()>();
     let t2 = task.clone();
     std::thread::Builder::new()
         .name("task-1".into())
@@ -164,7 +353,10 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
                     *crate::kernel::task::lock(&t2.mm) = img.mm.clone();
                     *crate::kernel::task::lock(&t2.comm) = comm;
                     let _ = tx.send(Ok(()));
-                    CurrentTask::new(t2, img.ctx, initial_regs(img.entry, img.sp)).run();
+                    // Never started: the sandbox ends without running it.
+                    if start_rx.recv().is_ok() {
+                        CurrentTask::new(t2, img.ctx, initial_regs(img.entry, img.sp)).run();
+                    }
                 }
                 Err(e) => {
                     let code = if e == Errno::ENOENT { 127 } else { 126 };
@@ -177,13 +369,25 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
         Ok(Err((msg, code))) => return Err(ExecFailure { msg, code }.into()),
         Err(_) => bail!("init task died while loading"),
     }
-    forward_host_signals(kernel.clone());
-    let status = kernel.wait_for_init();
-    Ok(if status & 0x7f == 0 {
-        (status >> 8) & 0xff
-    } else {
-        128 + (status & 0x7f)
+    Ok(Sandbox {
+        kernel,
+        start: Mutex::new(Some(start_tx)),
+        started: AtomicBool::new(false),
     })
+}
+
+fn creds_of(u: &User) -> Creds {
+    Creds {
+        ruid: u.uid,
+        euid: u.uid,
+        suid: u.uid,
+        fsuid: u.uid,
+        rgid: u.gid,
+        egid: u.gid,
+        sgid: u.gid,
+        fsgid: u.gid,
+        groups: u.additional_gids.clone(),
+    }
 }
 
 fn describe_exec_error(e: Errno, path: &[u8]) -> String {

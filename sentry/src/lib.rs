@@ -14,4 +14,4 @@ pub mod net;
 pub mod syscalls;
 pub mod vfs;
 
-pub use boot::{boot, BootConfig};
+pub use boot::{boot, prepare, BootConfig, Sandbox};

@@ -1,0 +1,653 @@
+//! The OCI runtime commands. A container is one sandbox process (`runsc
+//! boot`, started detached by `create`) whose sentry holds PID 1 loaded but
+//! stopped until `start`; its host pid is the container's pid, and it exits
+//! with the container's exit status. Every state change goes through the
+//! state directory (`state.rs`) and the sandbox's control socket
+//! (`control.rs`).
+
+use super::control::{self, Request};
+use super::spec::{self, Container, Hook};
+use super::state::{self, ContainerDir, ExitInfo, State, Status};
+use super::GlobalOpts;
+use anyhow::{bail, Context};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long start/kill/ps wait for the sandbox to answer.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `create` flags.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOpts {
+    pub bundle: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// Where the container's terminal comes from when process.terminal is set.
+enum Terminal {
+    /// A new pty whose master goes to the console socket.
+    ConsoleSocket(PathBuf),
+    /// `run` in the foreground: the caller's own stdio.
+    Inherit,
+}
+
+fn bundle_dir(b: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match b {
+        Some(b) => Ok(b.clone()),
+        None => std::env::current_dir().context("finding the current directory"),
+    }
+}
+
+/// `runsc create`: the sandbox is ready and PID 1 loaded, not running.
+pub fn create(g: &GlobalOpts, id: &str, o: &CreateOpts) -> anyhow::Result<()> {
+    let terminal = o.console_socket.clone().map(Terminal::ConsoleSocket);
+    create_sandbox(g, id, o, terminal).map(|_| ())
+}
+
+fn create_sandbox(
+    g: &GlobalOpts,
+    id: &str,
+    o: &CreateOpts,
+    terminal: Option<Terminal>,
+) -> anyhow::Result<Child> {
+    g.check()?;
+    let dir = ContainerDir::new(&g.root, id)?;
+    let c = spec::load(&bundle_dir(&o.bundle)?)?;
+    if c.terminal && terminal.is_none() {
+        bail!("cannot allocate tty if runsc will detach without setting console socket");
+    }
+    if !c.terminal && matches!(terminal, Some(Terminal::ConsoleSocket(_))) {
+        bail!("cannot use console socket if runsc will not detach or allocate tty");
+    }
+    std::fs::create_dir_all(&g.root)
+        .with_context(|| format!("creating the state root {}", g.root.display()))?;
+    // Only root reaches the control socket inside.
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir.path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container with id exists: {id}")
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating {}", dir.path.display()));
+        }
+    }
+    let mut child: Option<Child> = None;
+    let r = spawn_and_record(g, &dir, &c, o, terminal, &mut child);
+    match r {
+        Ok(()) => Ok(child.expect("spawned")),
+        Err(e) => {
+            if let Some(mut ch) = child {
+                let _ = ch.kill();
+                let _ = ch.wait();
+            }
+            let _ = std::fs::remove_dir_all(&dir.path);
+            Err(e)
+        }
+    }
+}
+
+fn spawn_and_record(
+    g: &GlobalOpts,
+    dir: &ContainerDir,
+    c: &Container,
+    o: &CreateOpts,
+    terminal: Option<Terminal>,
+    child_out: &mut Option<Child>,
+) -> anyhow::Result<()> {
+    let (sync_r, sync_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the sync pipe")?;
+    let exe = std::env::current_exe().context("finding our own executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(g.to_args())
+        .arg("boot")
+        .arg("--bundle")
+        .arg(&c.bundle)
+        .args(["--sync-fd", "3"])
+        .arg(&dir.id);
+    let mut pty_slave: Option<OwnedFd> = None;
+    if let Some(Terminal::ConsoleSocket(sock)) = &terminal {
+        let pty = nix::pty::openpty(None, None).context("allocating a pty")?;
+        send_console(sock, &pty.master)?;
+        let dup = || pty.slave.try_clone().context("duplicating the pty");
+        cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
+        pty_slave = Some(pty.slave);
+    }
+    let sync_fd = sync_w.as_raw_fd();
+    let set_ctty = pty_slave.is_some();
+    // SAFETY: between fork and exec only async-signal-safe calls on fds we
+    // own: a new session (so the container is not in our terminal's), the
+    // pty as controlling terminal, the sync pipe at fd 3.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if set_ctty {
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+            }
+            if libc::dup2(sync_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the sandbox process")?;
+    let pid = child.id() as i32;
+    *child_out = Some(child);
+    drop(sync_w);
+    drop(pty_slave);
+    let mut msg = String::new();
+    std::fs::File::from(sync_r)
+        .read_to_string(&mut msg)
+        .context("reading the sandbox's report")?;
+    let report: SyncReport = match serde_json::from_str(msg.trim()) {
+        Ok(r) => r,
+        Err(_) => {
+            let status = child_out.as_mut().and_then(|c| c.wait().ok());
+            bail!(
+                "the sandbox process exited before it was ready{}",
+                status.map(|s| format!(" ({s})")).unwrap_or_default()
+            );
+        }
+    };
+    if let Some(e) = report.error {
+        bail!("{e}");
+    }
+    let st = State {
+        id: dir.id.clone(),
+        pid,
+        pid_start_time: state::process_start_time(pid)?,
+        bundle: c.bundle.clone(),
+        rootfs: c.rootfs.clone(),
+        created: state::now_rfc3339(),
+        status: Status::Created,
+        annotations: c.annotations.clone(),
+        network: g.network.clone(),
+    };
+    dir.save(&st)?;
+    run_hooks(
+        &c.hooks.create_runtime,
+        &dir.oci_state(&st),
+        "createRuntime",
+    )?;
+    if let Some(p) = &o.pid_file {
+        state::write_atomic(p, pid.to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Hands the pty master to the console socket, as runc does: the pty's
+/// name as data, the fd as SCM_RIGHTS.
+fn send_console(sock: &Path, master: &OwnedFd) -> anyhow::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let stream = std::os::unix::net::UnixStream::connect(sock)
+        .with_context(|| format!("--console-socket {}", sock.display()))?;
+    let name = nix::unistd::ttyname(master)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/dev/ptmx".into());
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .with_context(|| format!("sending the pty to {}", sock.display()))?;
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct SyncReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `runsc boot` (internal): the sandbox process of one container. Reports
+/// readiness (or why not) on `sync_fd`, serves the control socket, and
+/// exits with PID 1's exit code.
+pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Result<i32> {
+    // SAFETY: the sync fd was set up for us by `create` and is ours alone.
+    let sync = unsafe { OwnedFd::from_raw_fd(sync_fd) };
+    // Not for the gofer or anything else we start.
+    nix::fcntl::fcntl(
+        sync.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .context("--sync-fd")?;
+    let mut sync = std::fs::File::from(sync);
+    let dir = ContainerDir::new(&g.root, id)?;
+    let prepared = (|| -> anyhow::Result<Arc<sentry::Sandbox>> {
+        let c = spec::load(bundle)?;
+        for m in &c.ignored_mounts {
+            tracing::warn!("mount at {m}: bind mounts of files are not supported yet; ignored");
+        }
+        let mut gofer_mounts = Vec::new();
+        for (dest, src, ro) in &c.bind_mounts {
+            gofer_mounts.push(sentry::boot::GoferMount {
+                dest: dest.clone(),
+                gofer: crate::gofer_process::spawn_gofer(src, !ro)
+                    .with_context(|| format!("bind mount {}", src.display()))?,
+            });
+        }
+        let readonly = c.root_readonly;
+        let overlay = g.overlay && !readonly;
+        let gofer = crate::gofer_process::spawn_gofer(&c.rootfs, !overlay && !readonly)?;
+        let sandbox = sentry::prepare(sentry::BootConfig {
+            argv: c.args.clone(),
+            env: c.env.clone(),
+            cwd: c.cwd.clone(),
+            strace: g.strace,
+            gofer,
+            overlay,
+            private_tmp: false,
+            root_readonly: readonly,
+            gofer_mounts,
+            hostname: c.hostname.clone(),
+            user: c.user.clone(),
+            rlimits: c.rlimits.clone(),
+            tmpfs_mounts: c.tmpfs_mounts.clone(),
+        })?;
+        Ok(Arc::new(sandbox))
+    })();
+    let exit = Arc::new(control::ExitNotice::default());
+    let served = prepared.and_then(|s| {
+        control::serve(&dir.control_socket(), s.clone(), exit.clone())?;
+        Ok(s)
+    });
+    let sandbox = match served {
+        Ok(s) => {
+            let _ = writeln!(sync, "{}", serde_json::to_string(&SyncReport::default())?);
+            drop(sync);
+            s
+        }
+        Err(e) => {
+            let r = SyncReport {
+                error: Some(format!("{e:#}")),
+            };
+            let _ = writeln!(sync, "{}", serde_json::to_string(&r)?);
+            return Ok(1);
+        }
+    };
+    let code = sandbox.wait();
+    if let Err(e) = dir.save_exit_info(ExitInfo { code }) {
+        tracing::warn!("recording the exit status: {e:#}");
+    }
+    exit.set(code);
+    // Answer the requests already taken (a kill that ended PID 1, the
+    // waiters) before going; a client cut short reads exit.json.
+    exit.drain(Duration::from_secs(2));
+    Ok(code)
+}
+
+fn load(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State)> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let st = dir.load()?;
+    Ok((dir, st))
+}
+
+/// `runsc start`: lets a created container's PID 1 run.
+pub fn start(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let mut st = dir.load()?;
+    match dir.status(&st) {
+        Status::Created => {}
+        Status::Running => bail!("cannot start an already running container"),
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+    }
+    control::call(
+        &dir.control_socket(),
+        &Request::Start,
+        Some(CONTROL_TIMEOUT),
+    )
+    .context("starting the container")?;
+    st.status = Status::Running;
+    dir.save(&st)?;
+    if let Ok(c) = spec::load(&st.bundle) {
+        if let Err(e) = run_hooks(&c.hooks.poststart, &dir.oci_state(&st), "poststart") {
+            tracing::warn!("{e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// `runsc state`: the OCI state JSON.
+pub fn state(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let (dir, st) = load(g, id)?;
+    println!("{}", serde_json::to_string_pretty(&dir.oci_state(&st))?);
+    Ok(())
+}
+
+/// `runsc kill`: a signal to PID 1 (or every process with `all`).
+pub fn kill(g: &GlobalOpts, id: &str, signal: &str, all: bool) -> anyhow::Result<()> {
+    let sig = super::signal::parse(signal)?;
+    let (dir, st) = load(g, id)?;
+    if dir.status(&st) == Status::Stopped {
+        bail!("container not running");
+    }
+    let r = control::call(
+        &dir.control_socket(),
+        &Request::Signal { signal: sig, all },
+        Some(CONTROL_TIMEOUT),
+    );
+    if let Err(e) = r {
+        // The container ended meanwhile (perhaps of this very signal).
+        if dir.status(&st) == Status::Stopped {
+            return Ok(());
+        }
+        // A sandbox that cannot answer still dies of SIGKILL.
+        if sig == libc::SIGKILL {
+            kill_sandbox(&st);
+            return Ok(());
+        }
+        return Err(e.context("signalling the container"));
+    }
+    Ok(())
+}
+
+/// SIGKILLs the sandbox process (its gofer and stubs follow, by their
+/// parent-death signal) and waits until it is gone.
+fn kill_sandbox(st: &State) {
+    if !state::sandbox_alive(st.pid, st.pid_start_time) {
+        return;
+    }
+    // SAFETY: kill(2) of the process we recorded, checked by start time.
+    unsafe {
+        libc::kill(st.pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state::sandbox_alive(st.pid, st.pid_start_time) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `runsc delete`: removes a stopped (or created) container; `force`
+/// kills a running one first. A missing container is fine with `force`.
+pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let st = match dir.load() {
+        Ok(st) => st,
+        Err(e) => {
+            if force {
+                let _ = std::fs::remove_dir_all(&dir.path);
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    let status = dir.status(&st);
+    if status == Status::Running && !force {
+        bail!("cannot delete container {id} that is not stopped: container is running");
+    }
+    kill_sandbox(&st);
+    destroy(&dir, &st)
+}
+
+/// Removes every trace of a container whose sandbox is gone, after its
+/// poststop hooks.
+fn destroy(dir: &ContainerDir, st: &State) -> anyhow::Result<()> {
+    if let Ok(c) = spec::load(&st.bundle) {
+        if let Err(e) = run_hooks(&c.hooks.poststop, &dir.oci_state(st), "poststop") {
+            tracing::warn!("{e:#}");
+        }
+    }
+    std::fs::remove_dir_all(&dir.path).with_context(|| format!("removing {}", dir.path.display()))
+}
+
+/// `runsc run`: create, start and (unless `detach`) wait, then delete;
+/// returns the container's exit code.
+pub fn run(g: &GlobalOpts, id: &str, o: &CreateOpts, detach: bool) -> anyhow::Result<i32> {
+    let terminal = match (&o.console_socket, detach) {
+        (Some(s), _) => Some(Terminal::ConsoleSocket(s.clone())),
+        (None, false) => Some(Terminal::Inherit),
+        (None, true) => None,
+    };
+    // Signals to us go to the container, like runc's foreground run.
+    let forwarded = forward_signals_setup();
+    let mut child = create_sandbox(g, id, o, terminal)?;
+    if let Err(e) = start(g, id) {
+        let _ = delete(g, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    forward_signals(forwarded, child.id() as i32);
+    let status = child.wait().context("waiting for the sandbox")?;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    let dir = ContainerDir::new(&g.root, id)?;
+    if let Ok(st) = dir.load() {
+        destroy(&dir, &st)?;
+    }
+    Ok(code)
+}
+
+const FORWARDED: [i32; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+fn forward_signals_setup() -> libc::sigset_t {
+    // SAFETY: building a sigset on the stack and blocking it in this
+    // (still single-threaded) process; children get a clean mask from
+    // std's spawn.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARDED {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn forward_signals(set: libc::sigset_t, pid: i32) {
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: sigwait on a valid set; kill(2) of our own child.
+            unsafe {
+                if libc::sigwait(&set, &mut sig) == 0 {
+                    libc::kill(pid, sig);
+                }
+            }
+        });
+}
+
+/// `runsc list`.
+pub fn list(g: &GlobalOpts, json: bool) -> anyhow::Result<()> {
+    let mut states = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&g.root) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(dir) = ContainerDir::new(&g.root, &name) else {
+                continue;
+            };
+            if let Ok(st) = dir.load() {
+                states.push(dir.oci_state(&st));
+            }
+        }
+    }
+    states.sort_by(|a, b| a.id.cmp(&b.id));
+    if json {
+        println!("{}", serde_json::to_string(&states)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> =
+        std::iter::once(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from))
+            .chain(states.iter().map(|s| {
+                [
+                    s.id.clone(),
+                    s.pid.to_string(),
+                    s.status.to_string(),
+                    s.bundle.display().to_string(),
+                    s.created.clone(),
+                    s.owner.clone(),
+                ]
+            }))
+            .collect();
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+/// `runsc ps`: the guest's processes (table), or, as JSON, the host pids
+/// of the container: the one sandbox process, as gVisor reports it (every
+/// guest process lives inside it).
+pub fn ps(g: &GlobalOpts, id: &str, json: bool) -> anyhow::Result<()> {
+    let (dir, st) = load(g, id)?;
+    if dir.status(&st) == Status::Stopped {
+        bail!("container not running");
+    }
+    if json {
+        println!("{}", serde_json::to_string(&[st.pid])?);
+        return Ok(());
+    }
+    let reply = control::call(&dir.control_socket(), &Request::Ps, Some(CONTROL_TIMEOUT))?;
+    let rows: Vec<[String; 4]> = std::iter::once(["UID", "PID", "PPID", "CMD"].map(String::from))
+        .chain(reply.processes.unwrap_or_default().into_iter().map(|p| {
+            [
+                p.uid.to_string(),
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                p.cmd,
+            ]
+        }))
+        .collect();
+    print_table(&rows);
+    Ok(())
+}
+
+/// `runsc wait`: blocks until PID 1 exits and prints
+/// `{"id":ID,"exitStatus":CODE}`.
+pub fn wait(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let (dir, st) = load(g, id)?;
+    let code = match dir.exit_info() {
+        Some(e) => e.code,
+        None => match control::call(&dir.control_socket(), &Request::Wait, None) {
+            Ok(r) => r.exit_code.unwrap_or(-1),
+            // Gone without a reply: exit.json (written before the sandbox
+            // exits) says how, unless it was killed from outside.
+            Err(e) => match dir.exit_info() {
+                Some(x) => x.code,
+                None if !state::sandbox_alive(st.pid, st.pid_start_time) => -1,
+                None => return Err(e),
+            },
+        },
+    };
+    println!("{}", serde_json::json!({ "id": id, "exitStatus": code }));
+    Ok(())
+}
+
+/// `runsc spec`: writes a default config.json into the bundle.
+pub fn spec(bundle: &Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = bundle_dir(bundle)?;
+    let path = dir.join(spec::CONFIG);
+    if path.exists() {
+        bail!("File {} exists. Remove it first", path.display());
+    }
+    let text = serde_json::to_string_pretty(&spec::default_spec())?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs hooks in order with the state on stdin; the first failure stops.
+fn run_hooks(hooks: &[Hook], st: &state::OciState, stage: &str) -> anyhow::Result<()> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let input = serde_json::to_vec(st)?;
+    for h in hooks {
+        let mut cmd = std::process::Command::new(&h.path);
+        if let Some((argv0, rest)) = h.args.split_first() {
+            cmd.arg0(argv0).args(rest);
+        }
+        cmd.env_clear();
+        for e in &h.env {
+            if let Some((k, v)) = e.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("{stage} hook {}", h.path.display()))?;
+        if let Some(mut w) = child.stdin.take() {
+            let _ = w.write_all(&input);
+        }
+        let deadline = h
+            .timeout_secs
+            .map(|t| Instant::now() + Duration::from_secs(t));
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{stage} hook {}: timed out", h.path.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if !status.success() {
+            bail!("{stage} hook {}: {status}", h.path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `runsc list -q`: the ids, one a line.
+pub fn list_ids(g: &GlobalOpts) -> anyhow::Result<()> {
+    let mut ids: Vec<String> = std::fs::read_dir(&g.root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| ContainerDir::new(&g.root, n).is_ok_and(|d| d.exists()))
+        .collect();
+    ids.sort();
+    for id in ids {
+        println!("{id}");
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! A bundle's config.json (the OCI runtime spec, parsed by `oci-spec`)
+//! turned into what the sandbox needs to load PID 1. Everything we read is
+//! checked here, before any state exists, and an error names the field.
+//! Fields we do not act on yet (capabilities, namespaces, cgroup resources,
+//! seccomp, masked paths) are accepted and ignored: the sentry is the
+//! isolation boundary, not the host kernel's features.
+
+use anyhow::{bail, Context};
+use oci_spec::runtime::{PosixRlimitType, Spec};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// The config file's name inside a bundle.
+pub const CONFIG: &str = "config.json";
+
+/// One hook: a host program run with the container's state on stdin.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub path: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub timeout_secs: Option<u64>,
+}
+
+/// The hooks the runtime runs on the host, by stage.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    /// prestart and createRuntime: after the sandbox is created.
+    pub create_runtime: Vec<Hook>,
+    pub poststart: Vec<Hook>,
+    pub poststop: Vec<Hook>,
+}
+
+/// What a container is, as far as the sandbox is concerned.
+#[derive(Clone, Debug)]
+pub struct Container {
+    /// The bundle directory, absolute.
+    pub bundle: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: sentry::boot::User,
+    pub terminal: bool,
+    pub hostname: Option<String>,
+    /// root.path resolved against the bundle, canonical.
+    pub rootfs: PathBuf,
+    pub root_readonly: bool,
+    pub rlimits: Vec<(i32, u64, u64)>,
+    /// Destinations of tmpfs mounts the sentry does not already provide.
+    pub tmpfs_mounts: Vec<String>,
+    /// Bind mounts of directories: (destination, canonical source,
+    /// read-only).
+    pub bind_mounts: Vec<(String, PathBuf, bool)>,
+    /// Mounts accepted but not acted upon yet (bind mounts of files), for
+    /// a warning.
+    pub ignored_mounts: Vec<String>,
+    pub annotations: BTreeMap<String, String>,
+    pub hooks: Hooks,
+}
+
+/// Reads and checks `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> anyhow::Result<Container> {
+    let bundle =
+        std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+    let path = bundle.join(CONFIG);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("JSON specification file {} not found", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let spec = parse(&text).with_context(|| format!("{}", path.display()))?;
+    from_spec(&spec, &bundle).with_context(|| format!("{}", path.display()))
+}
+
+/// Parses config.json text; a type error names the JSON path of the field.
+pub fn parse(text: &str) -> anyhow::Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, Spec>(de) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let field = e.path().to_string();
+            if field == "." || field.is_empty() {
+                bail!("invalid JSON: {}", e.inner())
+            }
+            bail!("{field}: {}", e.inner())
+        }
+    }
+}
+
+fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
+    let version = spec.version();
+    if !version.starts_with("1.") {
+        bail!("ociVersion: unsupported version {version:?} (expected 1.x)");
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .context("process: missing (nothing to run)")?;
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        bail!("process.args: empty (nothing to run)");
+    }
+    let env = process.env().clone().unwrap_or_default();
+    for (i, e) in env.iter().enumerate() {
+        if !e.contains('=') {
+            bail!("process.env[{i}]: {e:?} is not KEY=VALUE");
+        }
+    }
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    if !cwd.starts_with('/') {
+        bail!("process.cwd: must be an absolute path, got {cwd:?}");
+    }
+    let u = process.user();
+    let user = sentry::boot::User {
+        uid: u.uid(),
+        gid: u.gid(),
+        additional_gids: u.additional_gids().clone().unwrap_or_default(),
+        umask: u.umask().unwrap_or(0o022),
+    };
+    if user.umask > 0o777 {
+        bail!(
+            "process.user.umask: {:o} is not a permission mask",
+            user.umask
+        );
+    }
+    let mut rlimits = Vec::new();
+    for (i, r) in process.rlimits().iter().flatten().enumerate() {
+        let Some(res) = rlimit_resource(r.typ()) else {
+            bail!("process.rlimits[{i}].type: {:?} is not supported", r.typ());
+        };
+        if r.soft() > r.hard() {
+            bail!(
+                "process.rlimits[{i}]: soft limit {} above hard limit {}",
+                r.soft(),
+                r.hard()
+            );
+        }
+        rlimits.push((res, r.soft(), r.hard()));
+    }
+    let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
+    if let Some(h) = &hostname {
+        if h.len() > 64 {
+            bail!("hostname: longer than 64 bytes");
+        }
+    }
+    let root = spec.root().as_ref().context("root: missing")?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let meta = std::fs::metadata(&rootfs)
+        .with_context(|| format!("root.path: rootfs {}", rootfs.display()))?;
+    if !meta.is_dir() {
+        bail!("root.path: rootfs {} is not a directory", rootfs.display());
+    }
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .with_context(|| format!("root.path: rootfs {}", rootfs.display()))?;
+    let mut tmpfs_mounts = Vec::new();
+    let mut ignored_mounts = Vec::new();
+    let mut bind_mounts = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let dest =
+            normalize(m.destination()).with_context(|| format!("mounts[{i}].destination"))?;
+        let typ = m.typ().as_deref().unwrap_or("");
+        let bind = typ == "bind"
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        // The sentry's own /dev/shm stays: POSIX shared memory is the
+        // sandbox's, not a host directory's.
+        if bind && dest == "/dev/shm" {
+            continue;
+        }
+        if bind {
+            let src = m
+                .source()
+                .as_ref()
+                .with_context(|| format!("mounts[{i}].source: missing for a bind mount"))?;
+            let src = std::fs::canonicalize(src)
+                .with_context(|| format!("mounts[{i}].source: {}", src.display()))?;
+            if src.is_dir() {
+                let ro = m.options().iter().flatten().any(|o| o == "ro");
+                bind_mounts.push((dest, src, ro));
+            } else {
+                ignored_mounts.push(dest);
+            }
+            continue;
+        }
+        match typ {
+            // The sentry's own /proc, /sys and /dev (with pts and shm)
+            // serve these; cgroup and mqueue are not provided yet.
+            "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2" => {}
+            "tmpfs" if matches!(dest.as_str(), "/dev" | "/dev/shm") => {}
+            "tmpfs" => tmpfs_mounts.push(dest),
+            other => bail!("mounts[{i}].type: {other:?} is not supported"),
+        }
+    }
+    let hooks = match spec.hooks() {
+        None => Hooks::default(),
+        Some(h) => {
+            if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
+                bail!("hooks.createContainer: not supported (no container namespace to run in)");
+            }
+            if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
+                bail!("hooks.startContainer: not supported (no container namespace to run in)");
+            }
+            #[allow(deprecated)]
+            let prestart = h.prestart().clone().unwrap_or_default();
+            let mut create_runtime = convert_hooks(&prestart, "hooks.prestart")?;
+            create_runtime.extend(convert_hooks(
+                h.create_runtime().as_deref().unwrap_or(&[]),
+                "hooks.createRuntime",
+            )?);
+            Hooks {
+                create_runtime,
+                poststart: convert_hooks(
+                    h.poststart().as_deref().unwrap_or(&[]),
+                    "hooks.poststart",
+                )?,
+                poststop: convert_hooks(h.poststop().as_deref().unwrap_or(&[]), "hooks.poststop")?,
+            }
+        }
+    };
+    Ok(Container {
+        bundle: bundle.to_path_buf(),
+        args,
+        env,
+        cwd,
+        user,
+        terminal: process.terminal().unwrap_or(false),
+        hostname,
+        rootfs,
+        root_readonly: root.readonly().unwrap_or(false),
+        rlimits,
+        tmpfs_mounts,
+        bind_mounts,
+        ignored_mounts,
+        annotations: spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        hooks,
+    })
+}
+
+fn convert_hooks(hooks: &[oci_spec::runtime::Hook], field: &str) -> anyhow::Result<Vec<Hook>> {
+    hooks
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if !h.path().is_absolute() {
+                bail!(
+                    "{field}[{i}].path: must be absolute, got {}",
+                    h.path().display()
+                );
+            }
+            let timeout_secs = match h.timeout() {
+                None => None,
+                Some(t) if t > 0 => Some(t as u64),
+                Some(t) => bail!("{field}[{i}].timeout: must be positive, got {t}"),
+            };
+            Ok(Hook {
+                path: h.path().clone(),
+                args: h.args().clone().unwrap_or_default(),
+                env: h.env().clone().unwrap_or_default(),
+                timeout_secs,
+            })
+        })
+        .collect()
+}
+
+/// An absolute guest path without `.`, `..` or repeated slashes.
+fn normalize(p: &Path) -> anyhow::Result<String> {
+    if !p.is_absolute() {
+        bail!("must be an absolute path, got {}", p.display());
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> Option<i32> {
+    use PosixRlimitType::*;
+    let r = match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    };
+    Some(r as i32)
+}
+
+/// The config.json `runsc spec` writes: like `runc spec`, an interactive
+/// `sh` in a terminal, the root at `rootfs` (read-only).
+pub fn default_spec() -> Spec {
+    let mut spec = Spec::default();
+    spec.set_hostname(Some("runsc".to_string()));
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(true));
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let e = parse(r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":"x","gid":0}}}"#)
+            .unwrap_err();
+        assert!(format!("{e:#}").starts_with("process.user.uid:"), "{e:#}");
+        let e = parse("{not json").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("invalid JSON") || format!("{e:#}").contains("key"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn default_spec_round_trips() {
+        let s = serde_json::to_string(&default_spec()).unwrap();
+        let back = parse(&s).unwrap();
+        assert_eq!(back.process().as_ref().unwrap().terminal(), Some(true));
+        assert_eq!(back.root().as_ref().unwrap().path(), Path::new("rootfs"));
+    }
+
+    #[test]
+    fn checks_fields() {
+        let dir = std::env::temp_dir().join(format!("runsc-spec-unit-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let mut spec = default_spec();
+        let c = from_spec(&spec, &dir).unwrap();
+        assert_eq!(c.args, vec!["sh"]);
+        assert_eq!(c.hostname.as_deref(), Some("runsc"));
+        spec.process_mut().as_mut().unwrap().set_cwd("rel".into());
+        let e = from_spec(&spec, &dir).unwrap_err();
+        assert!(format!("{e}").starts_with("process.cwd:"), "{e}");
+        spec.process_mut().as_mut().unwrap().set_cwd("/".into());
+        spec.root_mut().as_mut().unwrap().set_path("nope".into());
+        let e = from_spec(&spec, &dir).unwrap_err();
+        assert!(format!("{e:#}").starts_with("root.path:"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What docker 20.10 (through containerd's runc shim) hands a runtime.
+    #[test]
+    fn docker_config_is_accepted() {
+        let spec = parse(include_str!("testdata/docker-config.json")).unwrap();
+        let dir = std::env::temp_dir().join(format!("runsc-spec-docker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut spec = spec;
+        spec.root_mut().as_mut().unwrap().set_path(dir.clone());
+        // The bind sources docker made: files for /etc, a volume directory.
+        std::fs::create_dir_all(dir.join("vol")).unwrap();
+        let mut mounts = spec.mounts().clone().unwrap();
+        for m in mounts.iter_mut() {
+            if let Some(src) = m.source().clone() {
+                if src.is_absolute() {
+                    let name = src.file_name().unwrap().to_owned();
+                    std::fs::write(dir.join(&name), "x").unwrap();
+                    m.set_source(Some(dir.join(name)));
+                }
+            }
+        }
+        let mut vol = mounts.last().unwrap().clone();
+        vol.set_destination("/data".into());
+        vol.set_source(Some(dir.join("vol")));
+        mounts.push(vol);
+        spec.set_mounts(Some(mounts));
+        let c = from_spec(&spec, &dir).unwrap();
+        assert_eq!(c.hostname.as_deref(), Some("0123456789ab"));
+        assert!(!c.root_readonly);
+        assert!(c.tmpfs_mounts.is_empty(), "{:?}", c.tmpfs_mounts);
+        assert_eq!(
+            c.ignored_mounts,
+            ["/etc/resolv.conf", "/etc/hostname", "/etc/hosts"]
+        );
+        assert_eq!(c.bind_mounts.len(), 1);
+        assert_eq!(c.bind_mounts[0].0, "/data");
+        assert!(!c.bind_mounts[0].2, "rw");
+        assert_eq!(c.hooks.create_runtime.len(), 1);
+        assert_eq!(c.hooks.create_runtime[0].args[0], "libnetwork-setkey");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn normalizes_destinations() {
+        assert_eq!(normalize(Path::new("/a//b/./c/../d/")).unwrap(), "/a/b/d");
+        assert!(normalize(Path::new("a")).is_err());
+    }
+}

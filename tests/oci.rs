@@ -1,0 +1,666 @@
+//! The OCI runtime lifecycle: bundles made with `runsc spec` around a busybox
+//! root (from the host's static busybox), driven through create, start,
+//! state, kill, wait, delete and run, each test with its own `--root`.
+
+use integration_tests::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "/bin/busybox";
+/// Upper bound for one runsc command; a hang fails the test instead.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A bundle (config.json + busybox rootfs) and a private state root, in a
+/// scratch directory; containers left over are force-deleted on drop.
+struct Bundle {
+    base: PathBuf,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Bundle {
+    fn new(tag: &str) -> Bundle {
+        assert!(
+            Path::new(BUSYBOX).exists(),
+            "{BUSYBOX} missing: install busybox-static (the CI script does)"
+        );
+        let base = std::env::temp_dir().join(format!("runsc-oci-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let rootfs = base.join("bundle/rootfs");
+        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/u"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(base.join("state")).unwrap();
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        let out = Command::new(BUSYBOX).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+            }
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000:u:/home/u:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nu:x:1000:\n").unwrap();
+        let b = Bundle {
+            base,
+            ids: Default::default(),
+        };
+        let o = b.runsc(&["spec", "--bundle", &b.dir()]);
+        assert_code(&o, 0, "runsc spec");
+        b
+    }
+
+    fn dir(&self) -> String {
+        self.base.join("bundle").to_string_lossy().into_owned()
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.base.join("state")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.base.join("bundle/config.json")
+    }
+
+    fn config(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.config_path()).unwrap()).unwrap()
+    }
+
+    /// Edits config.json: `sh -c script`, no terminal, then `f`.
+    fn set_script(&self, script: &str, f: impl FnOnce(&mut Value)) {
+        let mut c = self.config();
+        c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+        c["process"]["terminal"] = Value::Bool(false);
+        f(&mut c);
+        std::fs::write(self.config_path(), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    /// `runsc --root STATE ARGS...` to completion, output captured.
+    fn runsc(&self, args: &[&str]) -> Outcome {
+        let mut cmd = Command::new(runsc_bin());
+        cmd.arg("--root").arg(self.state_root()).args(args);
+        run_bounded(cmd, Stdio::piped(), Stdio::piped())
+    }
+
+    /// `runsc create` with the container's stdout and stderr going to
+    /// files (the sandbox keeps them open while it lives); returns create's
+    /// exit code.
+    fn create(&self, id: &str, extra: &[&str]) -> i32 {
+        self.ids.borrow_mut().push(id.to_string());
+        let mut cmd = Command::new(runsc_bin());
+        cmd.arg("--root")
+            .arg(self.state_root())
+            .args(["create", "--bundle", &self.dir()])
+            .args(extra)
+            .arg(id);
+        let out = std::fs::File::create(self.out_path(id)).unwrap();
+        let err = std::fs::File::create(self.err_path(id)).unwrap();
+        run_bounded(cmd, out.into(), err.into()).code
+    }
+
+    fn out_path(&self, id: &str) -> PathBuf {
+        self.base.join(format!("{id}.out"))
+    }
+    fn err_path(&self, id: &str) -> PathBuf {
+        self.base.join(format!("{id}.err"))
+    }
+    fn stdout_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.out_path(id)).unwrap_or_default()
+    }
+    fn stderr_of(&self, id: &str) -> String {
+        std::fs::read_to_string(self.err_path(id)).unwrap_or_default()
+    }
+
+    /// `runsc state ID`, parsed.
+    fn state(&self, id: &str) -> Value {
+        let o = self.runsc(&["state", id]);
+        assert_code(&o, 0, "runsc state");
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("state JSON: {e}\n{o:?}"))
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// Waits (bounded) until the container's stdout contains `what`.
+    fn await_stdout(&self, id: &str, what: &str) {
+        let start = Instant::now();
+        while !self.stdout_of(id).contains(what) {
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "{id} never printed {what:?}; stdout {:?}, stderr {:?}",
+                self.stdout_of(id),
+                self.stderr_of(id)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.runsc(&["delete", "--force", id]);
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Runs `cmd` to completion within TIMEOUT (killing it past that).
+fn run_bounded(mut cmd: Command, out: Stdio, err: Stdio) -> Outcome {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{desc}: {e}"));
+    let collect = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let so = collect(child.stdout.take().map(|s| Box::new(s) as _));
+    let se = collect(child.stderr.take().map(|s| Box::new(s) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("{desc}: TIMED OUT after {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Outcome {
+        stdout: so.join().unwrap(),
+        stderr: se.join().unwrap(),
+        code: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+    }
+}
+
+fn assert_fails_with(o: &Outcome, msg: &str, what: &str) {
+    assert_eq!(o.code, 1, "{what}: expected exit code 1\n{o:?}");
+    assert!(
+        o.stderr_str().contains(msg),
+        "{what}: expected {msg:?} on stderr\n{o:?}"
+    );
+}
+
+#[test]
+fn run_propagates_exit_code_and_cleans_up() {
+    let b = Bundle::new("run");
+    b.set_script("echo out; echo err >&2; exit 3", |_| {});
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "r1"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert_eq!(o.stdout_str(), "out\n", "{o:?}");
+    assert!(o.stderr_str().contains("err\n"), "{o:?}");
+    assert!(!b.state_root().join("r1").exists(), "run left its state");
+    // A signal death is 128+N.
+    b.set_script("kill -9 $$", |_| {});
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "r2"]);
+    assert_eq!(o.code, 137, "{o:?}");
+}
+
+#[test]
+fn lifecycle_created_running_stopped_deleted() {
+    let b = Bundle::new("life");
+    b.set_script(
+        "trap 'echo got-term; exit 7' TERM; echo started; while :; do sleep 1 & wait; done",
+        |_| {},
+    );
+    let pid_file = b.base.join("init.pid");
+    assert_eq!(
+        b.create("c1", &["--pid-file", &pid_file.to_string_lossy()]),
+        0,
+        "create: {}",
+        b.stderr_of("c1")
+    );
+    let st = b.state("c1");
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["id"], "c1");
+    assert_eq!(st["bundle"], b.dir());
+    assert!(st["ociVersion"].as_str().unwrap().starts_with("1."));
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // Created: PID 1 is loaded but has run no guest code.
+    assert_eq!(b.stdout_of("c1"), "", "the guest ran before start");
+    let ids = b.runsc(&["list", "--format", "json"]);
+    let list: Value = serde_json::from_slice(&ids.stdout).unwrap();
+    assert_eq!(list[0]["id"], "c1", "{ids:?}");
+
+    assert_code(&b.runsc(&["start", "c1"]), 0, "start");
+    assert_eq!(b.status("c1"), "running");
+    b.await_stdout("c1", "started");
+    let ps = b.runsc(&["ps", "--format", "json", "c1"]);
+    assert_eq!(ps.stdout_str().trim(), format!("[{pid}]"), "{ps:?}");
+    let ps = b.runsc(&["ps", "c1"]);
+    assert!(ps.stdout_str().contains("PID"), "{ps:?}");
+
+    assert_code(&b.runsc(&["kill", "c1", "TERM"]), 0, "kill");
+    let w = b.runsc(&["wait", "c1"]);
+    let w: Value = serde_json::from_slice(&w.stdout).unwrap_or_else(|e| panic!("{e}: {w:?}"));
+    assert_eq!(w["exitStatus"], 7, "{w}");
+    assert_eq!(b.status("c1"), "stopped");
+    assert!(b.stdout_of("c1").contains("got-term"));
+
+    assert_code(&b.runsc(&["delete", "c1"]), 0, "delete");
+    assert!(!b.state_root().join("c1").exists(), "state dir left behind");
+    assert_fails_with(
+        &b.runsc(&["state", "c1"]),
+        "container \"c1\" does not exist",
+        "state after delete",
+    );
+}
+
+#[test]
+fn wrong_state_commands_are_refused() {
+    let b = Bundle::new("wrong");
+    b.set_script("echo started; while :; do sleep 1 & wait; done", |_| {});
+    assert_eq!(b.create("w1", &[]), 0, "{}", b.stderr_of("w1"));
+    assert_fails_with(
+        &b.runsc(&["create", "--bundle", &b.dir(), "w1"]),
+        "container with id exists: w1",
+        "create twice",
+    );
+    assert_code(&b.runsc(&["start", "w1"]), 0, "start");
+    assert_fails_with(
+        &b.runsc(&["start", "w1"]),
+        "cannot start an already running container",
+        "start twice",
+    );
+    assert_fails_with(
+        &b.runsc(&["delete", "w1"]),
+        "container is running",
+        "delete running",
+    );
+    assert_eq!(b.status("w1"), "running");
+    assert_code(&b.runsc(&["kill", "w1", "KILL"]), 0, "kill KILL");
+    b.runsc(&["wait", "w1"]);
+    assert_eq!(b.status("w1"), "stopped");
+    assert_fails_with(
+        &b.runsc(&["kill", "w1", "TERM"]),
+        "container not running",
+        "kill stopped",
+    );
+    assert_fails_with(
+        &b.runsc(&["start", "w1"]),
+        "cannot start a container that has stopped",
+        "start stopped",
+    );
+    assert_code(&b.runsc(&["delete", "w1"]), 0, "delete stopped");
+    for cmd in ["start", "kill", "delete", "ps"] {
+        assert_fails_with(&b.runsc(&[cmd, "nope"]), "does not exist", cmd);
+    }
+    assert_code(
+        &b.runsc(&["delete", "--force", "nope"]),
+        0,
+        "delete -f missing",
+    );
+    assert_fails_with(
+        &b.runsc(&["kill", "w1", "NOSIG"]),
+        "invalid signal",
+        "bad signal",
+    );
+}
+
+#[test]
+fn force_delete_and_kill_of_created_containers() {
+    let b = Bundle::new("force");
+    b.set_script("echo started; while :; do sleep 1 & wait; done", |_| {});
+    // A running container goes with --force, sandbox process and all.
+    assert_eq!(b.create("f1", &[]), 0, "{}", b.stderr_of("f1"));
+    let pid = b.state("f1")["pid"].as_i64().unwrap();
+    assert_code(&b.runsc(&["start", "f1"]), 0, "start");
+    assert_code(&b.runsc(&["delete", "--force", "f1"]), 0, "delete --force");
+    assert!(!b.state_root().join("f1").exists());
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false);
+    assert!(!alive, "the sandbox process outlived delete --force");
+    // A created container dies of a fatal signal without ever running.
+    assert_eq!(b.create("f2", &[]), 0, "{}", b.stderr_of("f2"));
+    assert_code(&b.runsc(&["kill", "f2", "SIGKILL"]), 0, "kill created");
+    let w = b.runsc(&["wait", "f2"]);
+    assert!(w.stdout_str().contains("137"), "{w:?}");
+    assert_eq!(b.status("f2"), "stopped");
+    assert_eq!(b.stdout_of("f2"), "");
+    // A created container may be deleted without --force, as with runc.
+    assert_eq!(b.create("f3", &[]), 0, "{}", b.stderr_of("f3"));
+    assert_code(&b.runsc(&["delete", "f3"]), 0, "delete created");
+    assert!(!b.state_root().join("f3").exists());
+}
+
+#[test]
+fn bad_configs_are_clear_errors_and_leave_no_state() {
+    let b = Bundle::new("bad");
+    std::fs::write(b.config_path(), "{ not json").unwrap();
+    assert_eq!(b.create("b1", &[]), 1);
+    assert!(
+        b.stderr_of("b1").contains("config.json"),
+        "{}",
+        b.stderr_of("b1")
+    );
+    assert!(!b.state_root().join("b1").exists());
+    assert_fails_with(&b.runsc(&["state", "b1"]), "does not exist", "state");
+
+    // A wrongly typed field is named.
+    std::fs::remove_file(b.config_path()).unwrap();
+    assert_code(&b.runsc(&["spec", "--bundle", &b.dir()]), 0, "spec");
+    b.set_script("true", |c| c["process"]["user"]["uid"] = "root".into());
+    assert_eq!(b.create("b2", &[]), 1);
+    assert!(
+        b.stderr_of("b2").contains("process.user.uid"),
+        "{}",
+        b.stderr_of("b2")
+    );
+    assert!(!b.state_root().join("b2").exists());
+
+    // A relative cwd is refused, naming the field.
+    b.set_script("true", |c| {
+        c["process"]["user"]["uid"] = 0.into();
+        c["process"]["cwd"] = "tmp".into();
+    });
+    assert_eq!(b.create("b3", &[]), 1);
+    assert!(
+        b.stderr_of("b3").contains("process.cwd"),
+        "{}",
+        b.stderr_of("b3")
+    );
+
+    // A missing rootfs.
+    b.set_script("true", |c| {
+        c["process"]["cwd"] = "/".into();
+        c["root"]["path"] = "no-such-rootfs".into();
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "b4"]);
+    assert_fails_with(&o, "no-such-rootfs", "missing rootfs");
+    assert!(o.stderr_str().contains("root.path"), "{o:?}");
+    assert!(!b.state_root().join("b4").exists());
+
+    // A command that is not in the image fails create, not start.
+    b.set_script("true", |c| {
+        c["root"]["path"] = "rootfs".into();
+        c["process"]["args"] = serde_json::json!(["/bin/nope"]);
+    });
+    assert_eq!(b.create("b5", &[]), 1);
+    assert!(
+        b.stderr_of("b5").contains("/bin/nope"),
+        "{}",
+        b.stderr_of("b5")
+    );
+    assert!(!b.state_root().join("b5").exists());
+
+    // A terminal needs a console socket when detached.
+    b.set_script("true", |c| c["process"]["terminal"] = true.into());
+    assert_eq!(b.create("b6", &[]), 1);
+    assert!(
+        b.stderr_of("b6").contains("console socket"),
+        "{}",
+        b.stderr_of("b6")
+    );
+
+    let list = b.runsc(&["list", "-q"]);
+    assert_eq!(list.stdout_str(), "", "{list:?}");
+}
+
+#[test]
+fn spec_writes_a_default_config() {
+    let b = Bundle::new("spec");
+    let c = b.config();
+    assert_eq!(c["process"]["args"], serde_json::json!(["sh"]));
+    assert_eq!(c["process"]["terminal"], true);
+    assert_eq!(c["root"]["path"], "rootfs");
+    assert!(c["ociVersion"].as_str().unwrap().starts_with("1."));
+    assert_fails_with(
+        &b.runsc(&["spec", "--bundle", &b.dir()]),
+        "exists",
+        "spec over an existing config",
+    );
+}
+
+#[test]
+fn process_fields_reach_the_guest() {
+    let b = Bundle::new("fields");
+    b.set_script(
+        "echo $FOO; pwd; id -u; id -g; id -G; hostname; ulimit -n; umask",
+        |c| {
+            c["process"]["env"] = serde_json::json!(["PATH=/bin", "FOO=bar baz"]);
+            c["process"]["cwd"] = "/home/u".into();
+            c["process"]["user"] =
+                serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 7], "umask": 23});
+            c["process"]["rlimits"] =
+                serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 4096}]);
+            c["hostname"] = "oci-host".into();
+        },
+    );
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "p1"]);
+    assert_code(&o, 0, "run");
+    assert_eq!(
+        o.stdout_str(),
+        "bar baz\n/home/u\n1000\n1000\n1000 5 7\noci-host\n321\n0027\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn global_flags_as_docker_passes_them() {
+    let b = Bundle::new("flags");
+    b.set_script("echo hi", |_| {});
+    let log = b.base.join("log.json");
+    let o = b.runsc(&[
+        "--log",
+        &log.to_string_lossy(),
+        "--log-format",
+        "json",
+        "state",
+        "missing",
+    ]);
+    assert_fails_with(&o, "does not exist", "state");
+    // The error is the log's last line, as JSON (containerd reads it).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(last["msg"].as_str().unwrap().contains("does not exist"));
+    assert_fails_with(
+        &b.runsc(&["--systemd-cgroup", "run", "--bundle", &b.dir(), "x"]),
+        "not supported",
+        "--systemd-cgroup",
+    );
+    assert_fails_with(
+        &b.runsc(&["exec", "x", "true"]),
+        "not supported yet",
+        "exec",
+    );
+    let o = b.runsc(&[
+        "--network",
+        "none",
+        "--overlay=false",
+        "run",
+        "--bundle",
+        &b.dir(),
+        "y",
+    ]);
+    assert_code(&o, 0, "run with flags");
+    assert_eq!(o.stdout_str(), "hi\n");
+}
+
+#[test]
+fn hooks_get_the_state_on_stdin() {
+    let b = Bundle::new("hooks");
+    let hook = |name: &str| {
+        let f = b.base.join(format!("{name}.json"));
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}", f.display())],
+        })
+    };
+    let hooks = serde_json::json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")],
+    });
+    b.set_script("echo ran", |c| c["hooks"] = hooks);
+    let read = |name: &str| -> Value {
+        let text = std::fs::read_to_string(b.base.join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name} hook did not run: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(b.create("h1", &[]), 0, "{}", b.stderr_of("h1"));
+    for stage in ["prestart", "createRuntime"] {
+        let st = read(stage);
+        assert_eq!(
+            (st["id"].as_str(), st["status"].as_str()),
+            (Some("h1"), Some("created")),
+            "{stage}: {st}"
+        );
+    }
+    assert_code(&b.runsc(&["start", "h1"]), 0, "start");
+    assert_eq!(read("poststart")["id"], "h1");
+    b.runsc(&["wait", "h1"]);
+    assert_code(&b.runsc(&["delete", "h1"]), 0, "delete");
+    assert_eq!(read("poststop")["id"], "h1");
+
+    // A failing hook fails create and leaves nothing behind.
+    b.set_script("true", |c| {
+        c["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/false"}]})
+    });
+    assert_eq!(b.create("h2", &[]), 1);
+    assert!(b.stderr_of("h2").contains("hook"), "{}", b.stderr_of("h2"));
+    assert!(!b.state_root().join("h2").exists());
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    let b = Bundle::new("tty");
+    b.set_script("echo hello-from-tty", |c| {
+        c["process"]["terminal"] = true.into()
+    });
+    // The console socket's other end (containerd's part), in Python: take
+    // the pty master, start the container, read until the pty closes.
+    let script = r#"
+import os, socket, subprocess, sys
+runsc, root, bundle, path = sys.argv[1:5]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(1)
+create = subprocess.Popen([runsc, "--root", root, "create", "--bundle", bundle,
+                           "--console-socket", path, "t1"], stdin=subprocess.DEVNULL)
+conn, _ = s.accept()
+msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+assert create.wait() == 0, "create failed"
+subprocess.run([runsc, "--root", root, "start", "t1"], check=True)
+out = b""
+while b"hello-from-tty" not in out:
+    try:
+        d = os.read(fds[0], 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+print(out.decode(errors="replace"))
+"#;
+    let sock = b.base.join("console.sock");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(runsc_bin())
+        .arg(b.state_root())
+        .arg(b.dir())
+        .arg(&sock);
+    b.ids.borrow_mut().push("t1".into());
+    let o = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+    assert_code(&o, 0, "console socket client");
+    // Through a pty, the newline comes out as CR LF.
+    assert!(o.stdout_str().contains("hello-from-tty\r\n"), "{o:?}");
+}
+
+#[test]
+fn long_state_paths_like_dockers_work() {
+    // docker: --root /var/run/docker/runtime-NAME/moby and 64-hex ids, so
+    // the control socket's path is longer than sun_path.
+    let b = Bundle::new("long");
+    b.set_script("echo started; while :; do sleep 1 & wait; done", |_| {});
+    let root = b.state_root().join("runtime-sandbox-with-a-long-name/moby");
+    let id = "0123456789abcdef".repeat(4);
+    let sock = root.join(&id).join("control.sock");
+    assert!(sock.as_os_str().len() > 108, "{}", sock.display());
+    let runsc = |args: &[&str]| {
+        let mut cmd = Command::new(runsc_bin());
+        cmd.arg("--root").arg(&root).args(args);
+        run_bounded(cmd, Stdio::piped(), Stdio::piped())
+    };
+    let mut cmd = Command::new(runsc_bin());
+    cmd.arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", &b.dir(), &id]);
+    let out = std::fs::File::create(b.out_path("long")).unwrap();
+    let err = std::fs::File::create(b.err_path("long")).unwrap();
+    let o = run_bounded(cmd, out.into(), err.into());
+    assert_eq!(o.code, 0, "{}", b.stderr_of("long"));
+    assert_code(&runsc(&["start", &id]), 0, "start");
+    assert_code(&runsc(&["kill", &id, "KILL"]), 0, "kill");
+    let w = runsc(&["wait", &id]);
+    assert!(w.stdout_str().contains("137"), "{w:?}");
+    assert_code(&runsc(&["delete", &id]), 0, "delete");
+    assert!(!root.join(&id).exists());
+}
+
+#[test]
+fn directory_bind_mounts() {
+    // The mount points need not exist, their parents must (see README).
+    let b = Bundle::new("bind");
+    let rw = b.base.join("vol-rw");
+    let ro = b.base.join("vol-ro");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("data"), "from-host\n").unwrap();
+    let (rw_s, ro_s) = (rw.to_string_lossy(), ro.to_string_lossy());
+    b.set_script(
+        "echo guest > /home/rw/new && cat /home/ro/data; echo x > /home/ro/x || echo ro-refused",
+        |c| {
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.push(
+                serde_json::json!({"destination": "/home/rw", "type": "bind",
+                "source": rw_s, "options": ["rbind", "rw"]}),
+            );
+            mounts.push(
+                serde_json::json!({"destination": "/home/ro", "type": "none",
+                "source": ro_s, "options": ["bind", "ro"]}),
+            );
+        },
+    );
+    let o = b.runsc(&["--overlay=true", "run", "--bundle", &b.dir(), "v1"]);
+    assert_code(&o, 0, "run");
+    assert_eq!(o.stdout_str(), "from-host\nro-refused\n", "{o:?}");
+    assert_eq!(std::fs::read_to_string(rw.join("new")).unwrap(), "guest\n");
+    assert!(!ro.join("x").exists());
+
+    // A missing source is named.
+    b.set_script("true", |c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/x", "type": "bind", "source": "/nonexistent-src", "options": ["bind"]}))
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "v2"]);
+    assert_fails_with(&o, "nonexistent-src", "missing bind source");
+    assert!(o.stderr_str().contains("source"), "{o:?}");
+}
