@@ -185,7 +185,7 @@ pub static STATUS: &[(&str, Status)] = &[
     ("arch_prctl", Status::Partial("ARCH_SET/GET_FS, ARCH_SET/GET_GS, ARCH_GET_CPUID.")),
     ("setrlimit", Status::Supported),
     ("chroot", Status::Supported),
-    ("mount", Status::Partial("tmpfs, proc and bind mounts (MS_BIND) inside the sandbox, as root; propagation flags are accepted (one private namespace); MS_REMOUNT and other filesystem types return EINVAL/ENODEV; nosuid/nodev/noexec are not enforced yet, and a second mount on the same path replaces the first instead of stacking.")),
+    ("mount", Status::Partial("tmpfs, proc and bind mounts (MS_BIND) inside the sandbox, as root, with MS_RDONLY/MS_NOEXEC/MS_NODEV enforced (EROFS for writes, EACCES for exec and device opens, EPERM for PROT_EXEC maps) and MS_NOSUID recorded (set-id bits never change credentials here); MS_REMOUNT (with or without MS_BIND) changes those options. Propagation flags are accepted (one private namespace); other filesystem types return ENODEV; a second mount on the same path replaces the first instead of stacking.")),
     ("umount2", Status::Supported),
     ("sync", Status::Supported),
     ("sethostname", Status::Supported),

@@ -315,6 +315,19 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
         x if x == o(libc::O_WRONLY) => 2,
         _ => 6,
     } | if flags & o(libc::O_TRUNC) != 0 { 2 } else { 0 };
+    // Mount options: nodev refuses device nodes; a read-only mount refuses
+    // writing its files (devices, FIFOs and sockets are not its data).
+    let ft = st.file_type();
+    let is_dev = matches!(ft, libc::S_IFCHR | libc::S_IFBLK);
+    if (is_dev || want & 2 != 0) && !created {
+        let mf = t.kernel.vfs.flags_of(&dentry);
+        if is_dev && mf.nodev {
+            return Err(Errno::EACCES);
+        }
+        if want & 2 != 0 && mf.readonly && matches!(ft, libc::S_IFREG | libc::S_IFDIR) {
+            return Err(Errno::EROFS);
+        }
+    }
     if !created && !t.creds().may(&st, want) {
         return Err(Errno::EACCES);
     }
