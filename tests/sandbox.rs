@@ -1885,3 +1885,35 @@ fn mount_options_remount_and_enforcement() {
         "{o:?}"
     );
 }
+
+#[test]
+fn py_o_tmpfile_linked_later() {
+    // An O_TMPFILE file on tmpfs gets a name with linkat(AT_EMPTY_PATH);
+    // with O_EXCL it never may.
+    let o = assert_same_spec(&py(r#"
+        import os, errno, ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        def link_fd(fd, name):
+            if libc.linkat(fd, b"", -100, name.encode(), 0x1000) < 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+        d = '/dev/shm'
+        fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o640)
+        os.write(fd, b'anon data')
+        st = os.fstat(fd)
+        print('nlink', st.st_nlink, oct(st.st_mode & 0o777))
+        name = os.path.join(d, 'linked-%d' % os.getpid())
+        link_fd(fd, name)
+        print('after link nlink', os.fstat(fd).st_nlink, open(name).read())
+        os.unlink(name)
+        fd2 = os.open(d, os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+        try:
+            link_fd(fd2, name)
+        except OSError as e:
+            print('excl link', errno.errorcode[e.errno])
+    "#));
+    assert_eq!(
+        o.stdout_str(),
+        "nlink 0 0o640\nafter link nlink 1 anon data\nexcl link ENOENT\n"
+    );
+}

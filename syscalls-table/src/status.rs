@@ -55,7 +55,7 @@ pub const DEFAULT_STATUS: Status = Status::Unsupported("Not implemented; returns
 pub static STATUS: &[(&str, Status)] = &[
     ("read", Status::Supported),
     ("write", Status::Supported),
-    ("open", Status::Partial("O_TMPFILE files cannot be given a name afterwards with linkat(AT_EMPTY_PATH).")),
+    ("open", Status::Partial("O_TMPFILE files on tmpfs (/tmp, /dev/shm, tmpfs mounts) can be linked later; elsewhere (overlay, gofer mounts) they work but cannot be given a name afterwards.")),
     ("close", Status::Supported),
     ("stat", Status::Supported),
     ("fstat", Status::Supported),
@@ -222,7 +222,7 @@ pub static STATUS: &[(&str, Status)] = &[
     ("inotify_init", Status::Partial("Changes made inside the sandbox (create, write, truncate, rename, unlink, mkdir, chmod/chown/utimes) are reported; changes made outside the sandbox (on the host) are not seen. IN_ACCESS, IN_OPEN and IN_CLOSE_* are not generated.")),
     ("inotify_add_watch", Status::Partial("As inotify_init.")),
     ("inotify_rm_watch", Status::Partial("As inotify_init.")),
-    ("openat", Status::Partial("O_TMPFILE files cannot be given a name afterwards with linkat(AT_EMPTY_PATH).")),
+    ("openat", Status::Partial("O_TMPFILE files on tmpfs (/tmp, /dev/shm, tmpfs mounts) can be linked later; elsewhere (overlay, gofer mounts) they work but cannot be given a name afterwards.")),
     ("mkdirat", Status::Supported),
     ("mknodat", Status::Partial("FIFOs, sockets and regular files; device nodes return EPERM.")),
     ("fchownat", Status::Partial("Only as root inside the sandbox (EPERM otherwise).")),
