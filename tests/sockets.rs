@@ -228,3 +228,33 @@ fn py_multiprocessing_manager_and_forkserver() {
     "#));
     assert_eq!(o.stdout_str(), "{'a': 1} [1, 2, 3]\n[4, 3, 2, 1, 0]\n");
 }
+
+#[test]
+fn netlink_route_describes_loopback_like_a_fresh_netns() {
+    // The sandbox's network (default --network=sandbox) as iproute2 and
+    // glibc see it over NETLINK_ROUTE must match a new network namespace
+    // on the host with lo up.
+    let script = "ip -o addr; ip -o link; ip route; ip -6 route; \
+                  ip -o -4 route show table local; ip -6 route show table all; \
+                  python3 -c 'import socket; print(socket.if_nameindex())'";
+    if !std::path::Path::new("/usr/sbin/ip").exists() {
+        eprintln!("iproute2 missing: skipped");
+        return;
+    }
+    let native = run_native(
+        &[
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            &format!("ip link set lo up; {script}"),
+        ],
+        None,
+    );
+    assert_eq!(native.code, 0, "{native:?}");
+    let sandbox = run_sandbox(&["/bin/sh", "-c", script], None);
+    assert_eq!(sandbox.stdout_str(), native.stdout_str(), "{sandbox:?}");
+    assert!(sandbox
+        .stdout_str()
+        .contains("inet 127.0.0.1/8 scope host lo"));
+}

@@ -91,7 +91,7 @@ pub static STATUS: &[(&str, Status)] = &[
     ("setitimer", Status::Partial("ITIMER_REAL only; ITIMER_VIRTUAL/ITIMER_PROF return EINVAL.")),
     ("getpid", Status::Supported),
     ("sendfile", Status::Partial("Copies through the sentry (up to 16 MiB per call).")),
-    ("socket", Status::Partial("AF_UNIX SOCK_STREAM/SOCK_SEQPACKET/SOCK_DGRAM with SOCK_NONBLOCK/SOCK_CLOEXEC, served in the sentry. Other families (AF_INET, AF_INET6, AF_NETLINK…) return EAFNOSUPPORT for now.")),
+    ("socket", Status::Partial("AF_UNIX SOCK_STREAM/SOCK_SEQPACKET/SOCK_DGRAM with SOCK_NONBLOCK/SOCK_CLOEXEC, served in the sentry; AF_NETLINK NETLINK_ROUTE (RTM_GETLINK/GETADDR/GETROUTE/GETNEIGH for the sandbox's interfaces; changes are refused with EOPNOTSUPP; with --network=host, GET requests go to the host). Other netlink protocols return EPROTONOSUPPORT; AF_INET/AF_INET6 return EAFNOSUPPORT for now; other families EAFNOSUPPORT.")),
     ("connect", Status::Partial("AF_UNIX: path names (socket nodes in the VFS, write permission checked), abstract names, backlog waits, EISCONN/ECONNREFUSED/EPROTOTYPE like Linux; datagram connect sets the default peer (AF_UNSPEC disconnects).")),
     ("accept", Status::Partial("AF_UNIX stream and seqpacket; the peer address is the connector's name (unnamed: family only).")),
     ("sendto", Status::Partial("AF_UNIX: a destination address on datagram sockets (EISCONN/EOPNOTSUPP on streams, ignored on seqpacket); MSG_DONTWAIT, MSG_NOSIGNAL; EPIPE raises SIGPIPE.")),

@@ -1,7 +1,9 @@
 //! Sockets: the interface every family implements (`socket`), and the
 //! families. AF_UNIX lives entirely in the sentry (`unix`).
 
+pub mod iface;
 pub mod inet;
+pub mod netlink;
 pub mod socket;
 pub mod unix;
 
@@ -37,6 +39,7 @@ pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn
     match family {
         libc::AF_UNIX => unix::new_socket(t, ty, proto),
         libc::AF_INET | libc::AF_INET6 => Err(Errno::EAFNOSUPPORT),
+        libc::AF_NETLINK => netlink::new_socket(t, ty, proto),
         _ => Err(Errno::EAFNOSUPPORT),
     }
 }
