@@ -128,7 +128,8 @@ fn names() -> &'static Mutex<HashMap<Key, Weak<UnixSocket>>> {
     NAMES.get_or_init(Default::default)
 }
 
-fn sockfs_dev() -> u64 {
+/// The device number of every socket's inode (Linux's sockfs).
+pub(crate) fn sockfs_dev() -> u64 {
     static DEV: OnceLock<u64> = OnceLock::new();
     *DEV.get_or_init(new_anon_dev)
 }
