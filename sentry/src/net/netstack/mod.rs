@@ -458,7 +458,17 @@ impl Inner {
         // window updates); a bound keeps a bug from spinning forever.
         for _ in 0..100_000 {
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
-            if self.dev.queue.is_empty() {
+            let mut more = !self.dev.queue.is_empty();
+            // Data for a socket the guest closed is answered with RST, as
+            // Linux does: the writer learns nobody will read it.
+            for i in 0..self.orphans.len() {
+                let k = self.tcp(self.orphans[i]);
+                if k.recv_queue() > 0 && k.state() != TcpState::Closed {
+                    k.abort();
+                    more = true;
+                }
+            }
+            if !more {
                 break;
             }
         }

@@ -93,6 +93,9 @@ struct St {
     bound: Option<SocketAddr>,
     /// Bound by connect() with an ephemeral port (released if it fails).
     autobound: bool,
+    /// A connect() returned before the handshake ended (Linux's
+    /// SS_CONNECTING): the next connect() reports the outcome.
+    in_progress: bool,
     conn: Conn,
     opts: CommonOpts,
     tcp: TcpOpts,
@@ -143,6 +146,7 @@ impl TcpSocket {
             St {
                 bound: None,
                 autobound: false,
+                in_progress: false,
                 conn: Conn::Idle,
                 opts: CommonOpts::default(),
                 tcp: TcpOpts::default(),
@@ -288,6 +292,7 @@ impl TcpSocket {
         let st = St {
             bound: Some(local),
             autobound: false,
+            in_progress: false,
             conn: Conn::Connected(h, remote),
             opts: s.opts.clone(),
             tcp: s.tcp.clone(),
@@ -355,6 +360,17 @@ impl TcpSocket {
         let mut g = lock(&self.st);
         let s = &mut *g;
         stack().peek(|n| self.sync(s, n));
+        if std::mem::take(&mut s.in_progress) {
+            // The first connect() after EINPROGRESS reports how it ended.
+            match s.conn {
+                Conn::Connected(..) => return Ok(()),
+                Conn::Connecting(..) => {
+                    s.in_progress = true;
+                    return Err(Errno::EALREADY);
+                }
+                _ => return Err(Self::take_err(s).unwrap_or(Errno::ECONNABORTED)),
+            }
+        }
         match s.conn {
             Conn::Connected(..) | Conn::Listening => return Err(Errno::EISCONN),
             Conn::Connecting(..) => return Err(Errno::EALREADY),
@@ -412,11 +428,16 @@ impl TcpSocket {
         stack().peek(|n| self.sync(s, n));
         if nonblock {
             // Linux answers EINPROGRESS even when loopback completed it.
+            s.in_progress = true;
             return Err(Errno::EINPROGRESS);
         }
         let timeo = s.opts.sndtimeo;
         drop(g);
-        wait_connected(self, t, timeo)
+        let r = wait_connected(self, t, timeo);
+        if matches!(r, Err(e) if e == Errno::EINPROGRESS || e.is_restart() || e == Errno::EINTR) {
+            lock(&self.st).in_progress = true;
+        }
+        r
     }
 
     /// One attempt to queue `data[*sent..]`.
