@@ -807,6 +807,123 @@ mod tests {
         assert!(b(1, "::ffff:127.0.0.1", false).overlaps(&b(2, "127.0.0.1", false)));
     }
 
+    fn v4(port: u16) -> (IpAddress, u16) {
+        (IpAddress::v4(127, 0, 0, 1), port)
+    }
+
+    #[test]
+    fn tcp_connect_accept_transfer_and_close_without_a_guest() {
+        let st = Stack::new();
+        let q = Arc::new(WaitQueue::new());
+        let b = Binding {
+            id: 1,
+            ip: "127.0.0.1".parse().unwrap(),
+            v6only: false,
+            reuse: false,
+            listening: false,
+        };
+        let (_port, client) = st.with(|n| {
+            let port = n.bind(PROTO_TCP, b.clone(), 0).unwrap();
+            assert!(EPHEMERAL.contains(&port));
+            assert_eq!(n.bind(PROTO_TCP, b.clone(), port).map(|_| ()), Ok(()));
+            let other = Binding { id: 2, ..b.clone() };
+            assert_eq!(n.bind(PROTO_TCP, other, port), Err(Errno::EADDRINUSE));
+            n.set_listening(1, port).unwrap();
+            let ep = IpListenEndpoint {
+                addr: Some(IpAddress::v4(127, 0, 0, 1)),
+                port,
+            };
+            n.listen(1, ep, 2, &q, false, None);
+            let mut k = tcp_socket();
+            k.connect(n.iface.context(), v4(port), 40000).unwrap();
+            let h = n.sockets.add(k);
+            n.watch(h, &q);
+            (port, h)
+        });
+        // The handshake ran inside the pump of the call that started it.
+        let server = st.with(|n| {
+            assert_eq!(n.tcp(client).state(), TcpState::Established);
+            assert!(n.can_accept(1));
+            n.accept(1).unwrap()
+        });
+        assert!(st.peek(|n| !n.can_accept(1)));
+        // The pool was refilled: backlog + 1 sockets still listen.
+        assert_eq!(st.peek(|n| n.listeners[&1].pool.len()), 3);
+        let data: Vec<u8> = (0..BUF_SIZE + 1000).map(|i| i as u8).collect();
+        let mut got = Vec::new();
+        let mut sent = 0;
+        while got.len() < data.len() {
+            sent += st.with(|n| n.tcp(client).send_slice(&data[sent..]).unwrap());
+            let mut buf = vec![0u8; 100_000];
+            let k = st.with(|n| n.tcp(server).recv_slice(&mut buf).unwrap());
+            got.extend_from_slice(&buf[..k]);
+        }
+        assert_eq!(got, data);
+        // The server closes: FIN to the client; data the client then
+        // sends to the closed socket is answered with RST (EPIPE, as
+        // Linux's tcp_reset reports it in CLOSE-WAIT).
+        st.with(|n| n.orphan_tcp(server, false));
+        assert_eq!(st.peek(|n| n.tcp(client).state()), TcpState::CloseWait);
+        st.with(|n| n.tcp(client).send_slice(b"late").unwrap());
+        assert_eq!(st.peek(|n| n.tcp(client).state()), TcpState::Closed);
+        assert_eq!(st.peek(|n| n.take_ended(client)), Some(Errno::EPIPE));
+        assert!(st.peek(|n| n.orphans.is_empty()));
+        // Closing the listener takes its pool with it.
+        st.with(|n| n.unlisten(1));
+        assert_eq!(st.peek(|n| n.sockets.iter().count()), 1);
+    }
+
+    #[test]
+    fn tcp_connect_to_a_closed_port_is_refused() {
+        let st = Stack::new();
+        let q = Arc::new(WaitQueue::new());
+        let h = st.with(|n| {
+            let mut k = tcp_socket();
+            k.connect(n.iface.context(), v4(9), 40001).unwrap();
+            let h = n.sockets.add(k);
+            n.watch(h, &q);
+            h
+        });
+        assert_eq!(st.peek(|n| n.tcp(h).state()), TcpState::Closed);
+        assert_eq!(st.peek(|n| n.take_ended(h)), Some(Errno::ECONNREFUSED));
+        assert_eq!(st.peek(|n| n.take_ended(h)), None);
+    }
+
+    #[test]
+    fn udp_datagrams_carry_their_sender() {
+        use smoltcp::socket::udp;
+        let st = Stack::new();
+        let sock = || {
+            let buf =
+                || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0u8; 4096]);
+            udp::Socket::new(buf(), buf())
+        };
+        let (a, b) = st.with(|n| {
+            let mut a = sock();
+            a.bind(v4(5000)).unwrap();
+            let mut b = sock();
+            b.bind(IpListenEndpoint {
+                addr: None,
+                port: 5001,
+            })
+            .unwrap();
+            (n.sockets.add(a), n.sockets.add(b))
+        });
+        st.with(|n| {
+            n.udp(b)
+                .send_slice(b"ping", IpEndpoint::from(v4(5000)))
+                .unwrap()
+        });
+        let (data, from) = st.peek(|n| {
+            let (p, m) = n.udp(a).recv().unwrap();
+            (p.to_vec(), m.endpoint)
+        });
+        assert_eq!(
+            (&data[..], from),
+            (&b"ping"[..], IpEndpoint::from(v4(5001)))
+        );
+    }
+
     #[test]
     fn routes_only_loopback() {
         assert_eq!(
