@@ -55,6 +55,10 @@ pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// net.core.somaxconn: the largest listen backlog, and the most
 /// connections a listener holds before accept.
 pub const SOMAXCONN: usize = 4096;
+/// The most smoltcp sockets a listener keeps in LISTEN. Each costs its
+/// buffers, and the pool is refilled after every pump, so a few catch
+/// every SYN; the accept queue itself may grow to SOMAXCONN.
+const POOL_MAX: usize = 8;
 /// How long a connection closed by the guest may linger in smoltcp
 /// without progress before it is dropped.
 const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -199,8 +203,9 @@ struct Watch {
 
 /// A listening guest socket's pool of smoltcp sockets: smoltcp serves
 /// one connection per listening socket, so `pool` keeps `backlog + 1` of
-/// them in LISTEN, and each one a SYN took moves to `embryos`, the
-/// accept queue.
+/// them (at most POOL_MAX) in LISTEN, and each one a SYN took moves to
+/// `embryos`, the accept queue. Unlike Linux, connections beyond the
+/// backlog are queued rather than left to retry their SYN.
 struct Listener {
     ep: IpListenEndpoint,
     backlog: usize,
@@ -735,7 +740,7 @@ impl Inner {
                 }
             }
             l.embryos = keep;
-            let want = (l.backlog + 1).min(SOMAXCONN);
+            let want = (l.backlog + 1).min(POOL_MAX);
             while l.pool.len() < want && l.pool.len() + l.embryos.len() < SOMAXCONN {
                 let mut s = tcp_socket();
                 s.set_nagle_enabled(!l.nodelay);
