@@ -282,3 +282,80 @@ fn py_epoll_edge_triggered_and_asyncio() {
         "{o:?}"
     );
 }
+
+#[test]
+fn py_dual_stack_reuse_shutdown_and_udp_peers() {
+    // create_server's dual-stack listener reached over IPv4, IPv6 and
+    // "localhost"; SO_REUSEADDR with live connections; SHUT_RD; pending
+    // connections reset by a closing listener; POLLOUT when the send
+    // buffer fills and drains; connected UDP filtering its senders.
+    let o = assert_same_spec(&py(r#"
+        import socket, errno, select, time
+        def err(f):
+            try:
+                r = f()
+                return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        srv = socket.create_server(('', 0), family=socket.AF_INET6, dualstack_ipv6=True)
+        port = srv.getsockname()[1]
+        for host in ('127.0.0.1', '::1', 'localhost'):
+            c = socket.create_connection((host, port)); a, addr = srv.accept()
+            c.sendall(host.encode()); print('dualstack', a.recv(20), addr[0]); c.close(); a.close()
+        print('v6only', srv.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+        s = socket.socket()
+        print('types', s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL), s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN))
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        print('udp types', u.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), u.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+        print('udp listen', err(lambda: u.listen()), 'udp accept', err(lambda: u.accept()))
+        # listener readiness and reuse after close
+        l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('127.0.0.1', 0)); l.listen()
+        lp = l.getsockname()[1]
+        print('listener idle', select.select([l], [l], [], 0)[:2] == ([], []))
+        c = socket.create_connection(('127.0.0.1', lp))
+        print('listener ready', select.select([l], [], [], 5)[0] == [l])
+        a, _ = l.accept(); l.close()
+        l2 = socket.socket(); l2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        print('rebind with reuse while connected', err(lambda: l2.bind(('127.0.0.1', lp))))
+        print('rebind without reuse while connected', err(lambda: socket.socket().bind(('127.0.0.1', lp))))
+        l2.listen()
+        # shutdown read
+        c.shutdown(socket.SHUT_RD); print('after SHUT_RD', c.recv(5))
+        a.sendall(b'hi'); c.sendall(b'ok'); print('peer still reads', a.recv(5))
+        c.close(); a.close()
+        # pending connections reset when the listener closes
+        l3 = socket.socket(); l3.bind(('127.0.0.1', 0)); l3.listen(4)
+        pend = socket.create_connection(l3.getsockname()); l3.close()
+        print('pending after listener close', err(lambda: pend.recv(5)))
+        # non-blocking writes until EAGAIN, then drain
+        x = socket.create_connection(('127.0.0.1', lp)); y, _ = l2.accept()
+        x.setblocking(False); total = 0
+        while True:
+            try:
+                total += x.send(b'z' * 65536)
+            except BlockingIOError:
+                break
+        print('writable when full', select.select([], [x], [], 0)[1] == [])
+        got = 0
+        while got < total:
+            got += len(y.recv(1 << 20))
+        print('drained', got == total, select.select([], [x], [], 5)[1] == [x])
+        # UDP: sendto on a connected socket, filter by peer
+        u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u1.bind(('127.0.0.1', 0))
+        u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u2.bind(('127.0.0.1', 0))
+        u3 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u3.bind(('127.0.0.1', 0))
+        u1.connect(u2.getsockname())
+        u3.sendto(b'from u3', u1.getsockname()); u2.sendto(b'from u2', u1.getsockname())
+        print('connected udp gets', u1.recv(20))
+        u1.sendto(b'elsewhere', u3.getsockname()); print('sendto on connected', u3.recv(20))
+        un = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); un.connect(u2.getsockname())
+        print('udp autobound', un.getsockname()[0], un.getsockname()[1] != 0)
+        print('zero-length udp', err(lambda: u2.sendto(b'', u1.getsockname())), u1.recvfrom(10)[0])
+    "#));
+    let out = o.stdout_str();
+    assert!(
+        out.contains("pending after listener close ECONNRESET\n"),
+        "{out}"
+    );
+    assert!(out.contains("connected udp gets b'from u2'\n"), "{out}");
+}
