@@ -359,3 +359,33 @@ fn py_dual_stack_reuse_shutdown_and_udp_peers() {
     );
     assert!(out.contains("connected udp gets b'from u2'\n"), "{out}");
 }
+
+#[test]
+fn py_resets_after_fin_and_linger_zero() {
+    // A RST answering data sent after the peer's FIN: reads see the end
+    // of the stream, SO_ERROR and writes EPIPE. SO_LINGER 0 closes with
+    // RST: buffered data is still read, then ECONNRESET.
+    let o = assert_same_spec(&py(r#"
+        import socket, time, errno
+        def err(f):
+            try:
+                r = f(); return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+        c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+        a.close(); time.sleep(0.05)
+        print('send', err(lambda: c.send(b'x'))); time.sleep(0.05)
+        print('recv', err(lambda: c.recv(5)))
+        print('SO_ERROR', c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        print('send2', err(lambda: c.send(b'x', socket.MSG_NOSIGNAL)))
+        # reset while we had shut down writing
+        c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+        c.shutdown(socket.SHUT_WR); a.send(b'data'); a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\0\0\0\0\0\0\0'); a.close(); time.sleep(0.05)
+        print('linger0 recv', err(lambda: c.recv(10)), err(lambda: c.recv(10)))
+    "#));
+    assert_eq!(
+        o.stdout_str(),
+        "send 1\nrecv b''\nSO_ERROR 32\nsend2 EPIPE\nlinger0 recv b'data' ECONNRESET\n"
+    );
+}

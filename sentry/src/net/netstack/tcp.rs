@@ -519,6 +519,12 @@ impl TcpSocket {
                     if got > 0 || buf.is_empty() {
                         return Some(Ok(got));
                     }
+                    // EPIPE means the peer's FIN came before its RST: the
+                    // reader sees the end of the stream (SOCK_DONE), only
+                    // writers the error.
+                    if s.err == libc::EPIPE {
+                        return Some(Ok(0));
+                    }
                     if let Some(e) = Self::take_err(s) {
                         return Some(Err(e));
                     }
