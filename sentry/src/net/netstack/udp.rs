@@ -4,7 +4,7 @@
 
 use super::{
     bindable, canonical, from_endpoint, listen_addr, route, stack, to_endpoint, Binding, Inner,
-    BUF_SIZE, PROTO_UDP,
+    PROTO_UDP, UDP_BUF_SIZE,
 };
 use crate::errno::{Errno, KResult};
 use crate::fs::{lock, next_ino};
@@ -67,7 +67,7 @@ fn udp_socket() -> udp::Socket<'static> {
     let buf = || {
         udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; QUEUE_PACKETS],
-            vec![0u8; BUF_SIZE],
+            vec![0u8; UDP_BUF_SIZE],
         )
     };
     udp::Socket::new(buf(), buf())
@@ -96,8 +96,8 @@ impl UdpSocket {
                 v6only: false,
                 shut: 0,
                 err: 0,
-                sndbuf: BUF_SIZE,
-                rcvbuf: BUF_SIZE,
+                sndbuf: UDP_BUF_SIZE,
+                rcvbuf: UDP_BUF_SIZE,
                 tos: 0,
                 ttl: 64,
                 tclass: 0,
