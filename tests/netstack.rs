@@ -424,3 +424,22 @@ fn py_ipv6_loopback_and_dual_stack() {
     assert_code(&o, 0, "ipv6 script");
     assert_eq!(o.stdout_str(), expected, "{o:?}");
 }
+
+#[test]
+fn py_shutdown_of_a_listener_wakes_accept() {
+    // Servers stop an accept thread this way: shutdown succeeds, the
+    // blocked accept fails with EINVAL.
+    assert_same_spec(&py(r#"
+        import socket, errno, threading, time
+        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+        def acc():
+            try:
+                l.accept(); print('accepted')
+            except OSError as e:
+                print('accept woke', errno.errorcode[e.errno])
+        t = threading.Thread(target=acc); t.start(); time.sleep(0.1)
+        l.shutdown(socket.SHUT_RDWR); print('shutdown ok')
+        t.join()
+        print('connect after', socket.socket().connect_ex(l.getsockname()) == errno.ECONNREFUSED)
+    "#));
+}

@@ -683,6 +683,15 @@ impl Inner {
         Ok(())
     }
 
+    /// A listener that stopped keeps its port as a plain binding.
+    pub fn set_not_listening(&mut self, id: u64) {
+        for v in self.binds[PROTO_TCP].values_mut() {
+            for b in v.iter_mut().filter(|b| b.id == id) {
+                b.listening = false;
+            }
+        }
+    }
+
     /// Starts (or resizes) the pool of listener `id`.
     pub fn listen(
         &mut self,

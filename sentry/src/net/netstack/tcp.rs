@@ -593,6 +593,17 @@ impl TcpSocket {
                     s.shut |= mode;
                     Ok(())
                 }
+                // Linux stops listening (blocked accepts fail with
+                // EINVAL, pending connections are reset); the port stays
+                // bound. SHUT_WR alone does nothing.
+                Conn::Listening => {
+                    if mode & RCV_SHUTDOWN != 0 {
+                        n.unlisten(self.id);
+                        n.set_not_listening(self.id);
+                        s.conn = Conn::Idle;
+                    }
+                    Ok(())
+                }
                 _ => Err(Errno::ENOTCONN),
             }
         })?;
