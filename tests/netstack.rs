@@ -432,14 +432,16 @@ fn py_shutdown_of_a_listener_wakes_accept() {
     assert_same_spec(&py(r#"
         import socket, errno, threading, time
         l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+        woke = []
         def acc():
             try:
-                l.accept(); print('accepted')
+                l.accept(); woke.append('accepted')
             except OSError as e:
-                print('accept woke', errno.errorcode[e.errno])
+                woke.append(errno.errorcode[e.errno])
         t = threading.Thread(target=acc); t.start(); time.sleep(0.1)
         l.shutdown(socket.SHUT_RDWR); print('shutdown ok')
         t.join()
+        print('accept woke', woke)
         print('connect after', socket.socket().connect_ex(l.getsockname()) == errno.ECONNREFUSED)
     "#));
 }
