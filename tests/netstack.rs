@@ -445,3 +445,29 @@ fn py_shutdown_of_a_listener_wakes_accept() {
         print('connect after', socket.socket().connect_ex(l.getsockname()) == errno.ECONNREFUSED)
     "#));
 }
+
+#[test]
+fn py_so_reuseport_shares_a_port() {
+    assert_same_spec(&py(r#"
+        import socket, errno, select
+        def err(f):
+            try:
+                r = f(); return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        def rp(ty=socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_INET, ty)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            return s
+        a = rp(); a.bind(('127.0.0.1', 0)); a.listen(); port = a.getsockname()[1]
+        b = rp()
+        print('second bind', err(lambda: b.bind(('127.0.0.1', port))), 'listen', err(lambda: b.listen()))
+        print('plain bind', err(lambda: socket.socket().bind(('127.0.0.1', port))))
+        c = socket.create_connection(('127.0.0.1', port))
+        r, _, _ = select.select([a, b], [], [], 5)
+        x, _ = r[0].accept(); c.sendall(b'hi'); print('one listener accepted', x.recv(2))
+        u1 = rp(socket.SOCK_DGRAM); u1.bind(('127.0.0.1', 0))
+        print('udp reuseport', err(lambda: rp(socket.SOCK_DGRAM).bind(u1.getsockname())))
+        print('udp plain', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(u1.getsockname())))
+    "#));
+}

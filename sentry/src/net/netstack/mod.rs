@@ -154,7 +154,12 @@ pub struct Binding {
     /// As bound; unspecified for "any".
     pub ip: IpAddr,
     pub v6only: bool,
+    /// SO_REUSEADDR.
     pub reuse: bool,
+    /// SO_REUSEPORT: sockets that all set it share the port, listeners
+    /// included (the first listener's pool takes the connections: no
+    /// load balancing).
+    pub reuseport: bool,
     pub listening: bool,
 }
 
@@ -637,7 +642,8 @@ impl Inner {
                     if o.id == b.id || !o.overlaps(&b) {
                         continue;
                     }
-                    let shared = b.reuse && o.reuse && (proto == PROTO_UDP || !o.listening);
+                    let shared = (b.reuse && o.reuse && (proto == PROTO_UDP || !o.listening))
+                        || (b.reuseport && o.reuseport);
                     if !shared {
                         return Err(Errno::EADDRINUSE);
                     }
@@ -673,7 +679,7 @@ impl Inner {
             .cloned()
             .ok_or(Errno::EINVAL)?;
         if v.iter()
-            .any(|o| o.id != id && o.listening && o.overlaps(&me))
+            .any(|o| o.id != id && o.listening && o.overlaps(&me) && !(o.reuseport && me.reuseport))
         {
             return Err(Errno::EADDRINUSE);
         }
@@ -815,6 +821,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             v6only: false,
             reuse,
+            reuseport: false,
             listening: false,
         };
         let any4 = b(1, "0.0.0.0", false);
@@ -840,6 +847,7 @@ mod tests {
             ip: "127.0.0.1".parse().unwrap(),
             v6only: false,
             reuse: false,
+            reuseport: false,
             listening: false,
         };
         let (_port, client) = st.with(|n| {

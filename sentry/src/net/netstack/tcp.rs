@@ -231,6 +231,7 @@ impl TcpSocket {
             ip: addr.ip(),
             v6only: s.tcp.v6only,
             reuse: s.opts.reuseaddr,
+            reuseport: s.opts.reuseport,
             listening: false,
         };
         let port = stack().with(|n| n.bind(PROTO_TCP, b, addr.port()))?;
@@ -254,6 +255,7 @@ impl TcpSocket {
                     ip: unspecified(self.family).ip(),
                     v6only: s.tcp.v6only,
                     reuse: s.opts.reuseaddr,
+                    reuseport: s.opts.reuseport,
                     listening: false,
                 };
                 let port = n.bind(PROTO_TCP, b, 0)?;
@@ -315,6 +317,7 @@ impl TcpSocket {
                         ip: local.ip(),
                         v6only: ns.tcp.v6only,
                         reuse: true,
+                        reuseport: ns.opts.reuseport,
                         listening: false,
                     },
                     local.port(),
@@ -404,6 +407,7 @@ impl TcpSocket {
                         ip: unspecified(self.family).ip(),
                         v6only: s.tcp.v6only,
                         reuse: s.opts.reuseaddr,
+                        reuseport: s.opts.reuseport,
                         listening: false,
                     };
                     let port = n.bind(PROTO_TCP, b, 0)?;

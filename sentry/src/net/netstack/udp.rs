@@ -112,7 +112,8 @@ impl UdpSocket {
             id: self.id,
             ip: addr.ip(),
             v6only: s.v6only,
-            reuse: s.opts.reuseaddr || s.opts.reuseport,
+            reuse: s.opts.reuseaddr,
+            reuseport: s.opts.reuseport,
             listening: false,
         };
         let port = n.bind(PROTO_UDP, b, addr.port())?;
