@@ -175,7 +175,8 @@ pub fn proc_entries() -> Vec<ProcEntry> {
         .collect()
 }
 
-fn sockfs_dev() -> u64 {
+/// The device number of every socket's inode (Linux's sockfs).
+pub(crate) fn sockfs_dev() -> u64 {
     static DEV: OnceLock<u64> = OnceLock::new();
     *DEV.get_or_init(new_anon_dev)
 }
