@@ -28,6 +28,8 @@ pub struct BootConfig {
     /// The image is the host's own root: give the guest a private /tmp
     /// instead of the host's.
     pub private_tmp: bool,
+    /// How inet sockets reach the network (`--network`).
+    pub network: crate::net::NetworkMode,
 }
 
 /// Why the sandbox could not start its command, with the exit code a shell
@@ -46,6 +48,7 @@ pub fn boot(cfg: BootConfig) -> anyhow::Result<i32> {
         bail!("no command given");
     }
     forward_host_signals_setup();
+    crate::net::set_network_mode(cfg.network);
     let mf = Arc::new(MemoryFile::new()?);
     let platform =
         platform::ptrace::PtracePlatform::new(mf.fd()).context("starting the ptrace platform")?;

@@ -1,6 +1,8 @@
 //! Sockets: the interface every family implements (`socket`), and the
-//! families. AF_UNIX lives entirely in the sentry (`unix`).
+//! families. AF_UNIX lives entirely in the sentry (`unix`); with
+//! `--network=host`, AF_INET/AF_INET6 are host sockets (`hostinet`).
 
+pub mod hostinet;
 pub mod inet;
 pub mod socket;
 pub mod unix;
@@ -36,7 +38,10 @@ pub fn network_mode() -> NetworkMode {
 pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn FileOps>> {
     match family {
         libc::AF_UNIX => unix::new_socket(t, ty, proto),
-        libc::AF_INET | libc::AF_INET6 => Err(Errno::EAFNOSUPPORT),
+        libc::AF_INET | libc::AF_INET6 => match network_mode() {
+            NetworkMode::Host => hostinet::new_socket(t, family, ty, proto),
+            NetworkMode::Sandbox | NetworkMode::None => Err(Errno::EAFNOSUPPORT),
+        },
         _ => Err(Errno::EAFNOSUPPORT),
     }
 }

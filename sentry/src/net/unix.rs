@@ -128,7 +128,7 @@ fn names() -> &'static Mutex<HashMap<Key, Weak<UnixSocket>>> {
     NAMES.get_or_init(Default::default)
 }
 
-fn sockfs_dev() -> u64 {
+pub(crate) fn sockfs_dev() -> u64 {
     static DEV: OnceLock<u64> = OnceLock::new();
     *DEV.get_or_init(new_anon_dev)
 }
