@@ -284,8 +284,9 @@ impl Epoll {
         }
         let mut woke = false;
         let r = t.block_until(&queues, &host, deadline, || {
-            if woke {
-                // A file's queue fired: edge-triggered entries may report again.
+            // A file's queue fired: edge-triggered entries may report
+            // again. Running out of time is no wake-up of any file.
+            if woke && !deadline.is_some_and(|d| Instant::now() >= d) {
                 self.rearm_edges();
             }
             woke = true;
