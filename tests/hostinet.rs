@@ -237,6 +237,77 @@ fn tcp_error_paths_like_linux() {
 }
 
 #[test]
+fn signals_timeouts_and_urgent_data_like_linux() {
+    assert_same_spec(&hostnet(
+        r#"
+        import socket, signal, struct, errno, select, fcntl, array
+        def err(f):
+            try:
+                r = f()
+                return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        l = socket.socket()
+        l.bind(('127.0.0.1', 0))
+        l.listen()
+        a = socket.create_connection(l.getsockname())
+        b, _ = l.accept()
+
+        # A signal whose handler raises interrupts a blocking recv.
+        class Alarm(Exception):
+            pass
+        def on_alarm(s, f):
+            raise Alarm()
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        try:
+            b.recv(10)
+        except Alarm:
+            print('recv interrupted by the handler')
+        # A handler that returns: the recv goes on (PEP 475) and gets data.
+        hits = []
+        signal.signal(signal.SIGALRM, lambda s, f: (hits.append(s), a.send(b'late')))
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        print('recv after signal', b.recv(10), hits)
+
+        # SO_SNDTIMEO: a blocking send into a full buffer returns what it
+        # queued, and EAGAIN when it queued nothing.
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack('ll', 0, 100000))
+        big = b'x' * (64 << 20)
+        n = a.send(big)
+        print('partial send', 0 < n < len(big))
+        # The receive window may still open a little: send until the
+        # timeout finds no room at all.
+        r = None
+        for _ in range(100):
+            r = err(lambda: a.send(big))
+            if not isinstance(r, int):
+                break
+        print('full', r)
+        b.close()
+        a.close()
+
+        # Urgent data.
+        a = socket.create_connection(l.getsockname())
+        b, _ = l.accept()
+        a.send(b'ab')
+        a.send(b'!', socket.MSG_OOB)
+        a.send(b'cd')
+        select.select([b], [], [], 5)
+        print('oob', b.recv(1, socket.MSG_OOB))
+        buf = array.array('i', [0])
+        fcntl.ioctl(b.fileno(), 0x8905, buf)  # SIOCATMARK
+        print('at mark', buf[0])
+        print('data', b.recv(2))
+        fcntl.ioctl(b.fileno(), 0x8905, buf)
+        print('at mark now', buf[0])
+        print('no more oob', err(lambda: b.recv(1, socket.MSG_OOB)))
+        print('empty read', b.recv(0))
+    "#,
+    ));
+}
+
+#[test]
 fn udp_ipv6_and_interfaces_like_linux() {
     assert_same_spec(&hostnet(
         r#"

@@ -244,6 +244,24 @@ pub struct HostinetSocket {
     opts: Mutex<CommonOpts>,
 }
 
+/// A blocking call's SO_RCVTIMEO/SO_SNDTIMEO and the deadline it sets,
+/// fixed when the call starts: waits for more room or data within one
+/// call share it, as on Linux.
+#[derive(Clone, Copy)]
+struct Timeout {
+    timeo: Option<std::time::Duration>,
+    until: Option<std::time::Instant>,
+}
+
+impl Timeout {
+    fn new(timeo: Option<std::time::Duration>) -> Timeout {
+        Timeout {
+            timeo,
+            until: deadline(timeo),
+        }
+    }
+}
+
 /// Retries a host call interrupted by a host signal (the sentry's own
 /// calls on a non-blocking socket do not wait, so this is rare).
 fn retry(mut f: impl FnMut() -> isize) -> KResult<usize> {
@@ -338,7 +356,7 @@ impl HostinetSocket {
         t: &Task,
         events: i16,
         nonblock: bool,
-        timeo: Option<std::time::Duration>,
+        timeo: Timeout,
         mut op: impl FnMut() -> KResult<T>,
     ) -> KResult<T> {
         if nonblock {
@@ -346,13 +364,11 @@ impl HostinetSocket {
         }
         // The host call's own result is the inner one, so that a host
         // ETIMEDOUT (TCP_USER_TIMEOUT) is not mistaken for our deadline.
-        t.block_until(&[], &[(self.raw(), events)], deadline(timeo), || {
-            match op() {
-                Err(e) if e == Errno::EAGAIN => None,
-                r => Some(Ok(r)),
-            }
+        t.block_until(&[], &[(self.raw(), events)], timeo.until, || match op() {
+            Err(e) if e == Errno::EAGAIN => None,
+            r => Some(Ok(r)),
         })
-        .map_err(|e| wait_errno(e, timeo))?
+        .map_err(|e| wait_errno(e, timeo.timeo))?
     }
 
     fn host_bind(&self, sa: &[u8]) -> KResult<()> {
@@ -530,7 +546,7 @@ impl HostinetSocket {
             _ => None,
         };
         let hflags = flags & SEND_FLAGS;
-        let timeo = self.sndtimeo();
+        let timeo = Timeout::new(self.sndtimeo());
         if self.ty != libc::SOCK_STREAM {
             return self.wait(t, libc::POLLOUT, nonblock, timeo, || {
                 self.host_send(data, to.as_deref(), hflags)
@@ -568,7 +584,7 @@ impl HostinetSocket {
         let waitall = stream
             && flags & libc::MSG_WAITALL != 0
             && flags & (libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_TRUNC) == 0;
-        let timeo = self.rcvtimeo();
+        let timeo = Timeout::new(self.rcvtimeo());
         let mut got = 0;
         loop {
             let r = self.wait(t, libc::POLLIN, nonblock, timeo, || {
@@ -703,7 +719,7 @@ impl Socket for HostinetSocket {
     }
 
     fn accept(&self, t: &Task, nonblock: bool) -> KResult<(Arc<dyn FileOps>, Vec<u8>)> {
-        let timeo = self.rcvtimeo();
+        let timeo = Timeout::new(self.rcvtimeo());
         let (fd, peer) = self.wait(t, libc::POLLIN, nonblock, timeo, || self.host_accept())?;
         let c = t.creds();
         let s = HostinetSocket::new(fd, self.family, self.ty, self.proto, c.fsuid, c.fsgid);
@@ -798,6 +814,10 @@ impl Socket for HostinetSocket {
 
 impl FileOps for HostinetSocket {
     fn read(&self, t: &Task, f: &File, buf: &mut [u8], _off: u64) -> KResult<usize> {
+        // Linux's sock_read_iter: an empty read returns at once.
+        if buf.is_empty() {
+            return Ok(0);
+        }
         Ok(self.do_recv(t, buf, 0, f.nonblocking())?.copied)
     }
 
