@@ -303,6 +303,31 @@ fn signals_timeouts_and_urgent_data_like_linux() {
         print('at mark now', buf[0])
         print('no more oob', err(lambda: b.recv(1, socket.MSG_OOB)))
         print('empty read', b.recv(0))
+        import os
+        print('reopen', err(lambda: os.open('/proc/self/fd/%d' % b.fileno(), os.O_RDWR)))
+        print('fd link', os.readlink('/proc/self/fd/%d' % b.fileno()).startswith('socket:['))
+
+        # A full accept queue drops SYNs: a blocking connect waits, bounded
+        # by SO_SNDTIMEO (then EINPROGRESS) or cut short by a signal.
+        q = socket.socket()
+        q.bind(('127.0.0.1', 0))
+        q.listen(0)
+        first = socket.create_connection(q.getsockname())
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack('ll', 0, 200000))
+        print('connect timeout', err(lambda: c.connect(q.getsockname())))
+        print('connect again', err(lambda: c.connect(q.getsockname())))
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        try:
+            socket.socket().connect(q.getsockname())
+        except Alarm:
+            print('connect interrupted by the handler')
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        try:
+            l.accept()
+        except Alarm:
+            print('accept interrupted by the handler')
     "#,
     ));
 }

@@ -509,8 +509,9 @@ impl HostinetSocket {
 
     /// A blocking connect that the host started: wait until it is done and
     /// report SO_ERROR's verdict. Like Linux, SO_SNDTIMEO bounds the wait
-    /// and running out leaves the attempt going (EINPROGRESS).
-    fn finish_connect(&self, t: &Task) -> KResult<()> {
+    /// and running out leaves the attempt going, with the error the host
+    /// gave at first: EINPROGRESS, or EALREADY for a repeated connect.
+    fn finish_connect(&self, t: &Task, pending: Errno) -> KResult<()> {
         let timeo = self.sndtimeo();
         let r = t.block_until(&[], &[(self.raw(), libc::POLLOUT)], deadline(timeo), || {
             if poll_now(self.raw(), libc::POLLOUT) == 0 {
@@ -524,7 +525,7 @@ impl HostinetSocket {
         });
         match r {
             Ok(r) => r,
-            Err(e) if e == Errno::ETIMEDOUT => Err(Errno::EINPROGRESS),
+            Err(e) if e == Errno::ETIMEDOUT => Err(pending),
             Err(e) => Err(wait_errno(e, timeo)),
         }
     }
@@ -732,7 +733,7 @@ impl Socket for HostinetSocket {
             // A blocking connect waits, also when restarted after a
             // signal while the attempt goes on (the host says EALREADY).
             Err(e) if (e == Errno::EINPROGRESS || e == Errno::EALREADY) && !nonblock => {
-                self.finish_connect(t)
+                self.finish_connect(t, e)
             }
             r => r,
         }
