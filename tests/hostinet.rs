@@ -487,6 +487,23 @@ fn epoll_edges_on_host_sockets_like_linux() {
         p = select.poll()
         p.register(d.fileno(), select.POLLIN | select.POLLOUT)
         print('poll ready', p.poll(5))
+        # A socket added while another thread already waits on the set.
+        import threading, time
+        e2 = select.epoll()
+        got = []
+        w = threading.Thread(target=lambda: got.append(e2.poll(40)))
+        w.start()
+        time.sleep(0.2)
+        f = socket.create_connection(l.getsockname())
+        g, _ = l.accept()
+        e2.register(g.fileno(), select.EPOLLIN)
+        time.sleep(0.2)
+        f.send(b'late data')
+        # Only a hang detector: a missed wake-up would sleep the whole 40 s.
+        w.join(20)
+        print('waiter woke', not w.is_alive())
+        w.join()
+        print('added while waiting', [ev for fd, ev in got[0]])
     "#,
     ));
 }

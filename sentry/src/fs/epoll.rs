@@ -274,8 +274,10 @@ impl Epoll {
         };
         let mut queues: Vec<&WaitQueue> = files.iter().filter_map(|f| f.ops.queue()).collect();
         queues.push(&self.queue);
-        if let Some(ep) = self.host.get().and_then(|o| o.as_ref()) {
-            host.push((ep.as_raw_fd(), libc::POLLIN));
+        // Made now if no host fd was added yet: one may be added by another
+        // thread while this one sleeps.
+        if let Some(ep) = self.host_epoll() {
+            host.push((ep, libc::POLLIN));
         }
         self.drain_host();
         let first = self.collect(max, true);
@@ -286,7 +288,7 @@ impl Epoll {
         let r = t.block_until(&queues, &host, deadline, || {
             // A file's queue fired: edge-triggered entries may report
             // again. Running out of time is no wake-up of any file.
-            if woke && !deadline.is_some_and(|d| Instant::now() >= d) {
+            if woke && deadline.is_none_or(|d| Instant::now() < d) {
                 self.rearm_edges();
             }
             woke = true;
