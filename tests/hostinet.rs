@@ -423,25 +423,40 @@ fn udp_ipv6_and_interfaces_like_linux() {
 }
 
 #[test]
-fn raw_sockets_are_refused() {
-    // Natively root may open one (CAP_NET_RAW); the sandbox never hands
-    // the guest a raw host socket.
+fn privileged_operations_are_refused() {
+    // Natively root may open a raw socket (CAP_NET_RAW) or set options that
+    // need CAP_NET_ADMIN; the sandbox never lets the guest use the host
+    // privileges the sentry might have.
     let o = hostnet(
         r#"
-        import socket
-        for fam in (socket.AF_INET, socket.AF_INET6):
+        import socket, errno
+        def err(f):
             try:
-                socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-            except PermissionError as e:
-                print('raw', e.errno)
-        try:
-            socket.socket()
-        except OSError as e:
-            print('inet', e.errno)
+                r = f()
+                return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            print('raw', err(lambda: socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMP)))
+        s = socket.socket()
+        print('mark', err(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 1)))
+        print('priority 7', err(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 7)))
+        print('priority 3', err(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 3)))
+        print('rcvbufforce', err(lambda: s.setsockopt(socket.SOL_SOCKET, 33, 1 << 20)))
+        print('transparent', err(lambda: s.setsockopt(socket.IPPROTO_IP, 19, 1)))
+        print('bindtodevice', err(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'lo')))
+        print('congestion', err(lambda: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b'bbr')))
+        print('congestion cubic', err(lambda: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b'cubic')))
     "#,
     )
     .run_sandbox();
-    assert_eq!(o.stdout_str(), "raw 1\nraw 1\n", "{o:?}");
+    assert_eq!(
+        o.stdout_str(),
+        "raw EPERM\nraw EPERM\nmark EPERM\npriority 7 EPERM\npriority 3 ok\n\
+         rcvbufforce EPERM\ntransparent EPERM\nbindtodevice ENOPROTOOPT\n\
+         congestion ENOENT\ncongestion cubic ok\n",
+        "{o:?}"
+    );
     // Without --network=host, inet sockets are not served yet.
     let o = py("import socket\ntry:\n socket.socket()\nexcept OSError as e:\n print(e.errno)\n")
         .do_flag("--network=none")

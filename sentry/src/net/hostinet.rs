@@ -14,10 +14,13 @@
 //!
 //! Not done yet: ancillary data. sendmsg with SCM_RIGHTS is EINVAL (as for
 //! any inet socket) and recvmsg returns no control messages, even when an
-//! option such as IP_PKTINFO or SO_TIMESTAMP asks for them.
+//! option such as IP_PKTINFO or SO_TIMESTAMP asks for them. A blocking
+//! receive returns what the host has without waiting for SO_RCVLOWAT bytes
+//! (poll and epoll do honour it), and MSG_TRUNC on a stream (discard) leaves
+//! zeros rather than the caller's bytes in its buffer.
 
 use super::inet;
-use super::socket::{deadline, wait_errno, CommonOpts, RecvMsg, SendControl, Socket};
+use super::socket::{deadline, read_int_opt, wait_errno, CommonOpts, RecvMsg, SendControl, Socket};
 use crate::errno::{Errno, KResult};
 use crate::fs::host::poll_now;
 use crate::fs::{lock, next_ino};
@@ -75,6 +78,7 @@ mod opts {
         12, // SO_PRIORITY
         13, // SO_LINGER
         15, // SO_REUSEPORT
+        17, // SO_PEERCRED (get: no process behind an inet peer)
         18, // SO_RCVLOWAT
         19, // SO_SNDLOWAT
         29, // SO_TIMESTAMP
@@ -144,8 +148,14 @@ mod opts {
         1, // UDP_CORK
     ];
     pub const TCP_CONGESTION: i32 = 13;
+    pub const SO_PRIORITY: i32 = 12;
     pub const SO_SNDBUFFORCE: i32 = 32;
     pub const SO_RCVBUFFORCE: i32 = 33;
+    pub const SO_MARK: i32 = 36;
+    pub const IP_TRANSPARENT: i32 = 19;
+    pub const IPV6_TRANSPARENT: i32 = 75;
+    /// SO_PRIORITY values above this need CAP_NET_ADMIN.
+    pub const MAX_UNPRIVILEGED_PRIORITY: i32 = 6;
     /// SO_RCVTIMEO_NEW / SO_SNDTIMEO_NEW: the same struct timeval on x86-64.
     pub const SO_RCVTIMEO_NEW: i32 = 66;
     pub const SO_SNDTIMEO_NEW: i32 = 67;
@@ -788,9 +798,18 @@ impl Socket for HostinetSocket {
                 .set(n, val)
                 .unwrap_or(Err(Errno::ENOPROTOOPT));
         }
-        if level == libc::SOL_SOCKET && matches!(name, opts::SO_SNDBUFFORCE | opts::SO_RCVBUFFORCE)
-        {
-            // CAP_NET_ADMIN on the host, which the guest does not have.
+        // What needs CAP_NET_ADMIN on the host, which the guest never has
+        // there (the sentry itself might).
+        let needs_admin = match (level, name) {
+            (libc::SOL_SOCKET, opts::SO_SNDBUFFORCE | opts::SO_RCVBUFFORCE | opts::SO_MARK) => true,
+            (libc::SOL_SOCKET, opts::SO_PRIORITY) => {
+                !(0..=opts::MAX_UNPRIVILEGED_PRIORITY).contains(&read_int_opt(val)?)
+            }
+            (libc::IPPROTO_IP, opts::IP_TRANSPARENT) => true,
+            (libc::IPPROTO_IPV6, opts::IPV6_TRANSPARENT) => true,
+            _ => false,
+        };
+        if needs_admin {
             return Err(Errno::EPERM);
         }
         if !allowed(level, name) {
