@@ -303,6 +303,17 @@ fn signals_timeouts_and_urgent_data_like_linux() {
         print('at mark now', buf[0])
         print('no more oob', err(lambda: b.recv(1, socket.MSG_OOB)))
         print('empty read', b.recv(0))
+        # SO_RCVLOWAT: a blocking recv takes what is there and waits for
+        # more (Linux wakes it once that many bytes are queued anew).
+        import threading, time
+        print('left', b.recv(2))
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 5)
+        print('rcvlowat', b.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))
+        a.send(b'ab')
+        threading.Thread(target=lambda: (time.sleep(0.2), a.send(b'cdefgh'))).start()
+        print('lowat recv', b.recv(100))
+        a.send(b'xyz')
+        print('lowat above len', b.recv(2), b.recv(1))
         import os
         print('reopen', err(lambda: os.open('/proc/self/fd/%d' % b.fileno(), os.O_RDWR)))
         print('fd link', os.readlink('/proc/self/fd/%d' % b.fileno()).startswith('socket:['))

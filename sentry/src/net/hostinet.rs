@@ -14,10 +14,9 @@
 //!
 //! Not done yet: ancillary data. sendmsg with SCM_RIGHTS is EINVAL (as for
 //! any inet socket) and recvmsg returns no control messages, even when an
-//! option such as IP_PKTINFO or SO_TIMESTAMP asks for them. A blocking
-//! receive returns what the host has without waiting for SO_RCVLOWAT bytes
-//! (poll and epoll do honour it), and MSG_TRUNC on a stream (discard) leaves
-//! zeros rather than the caller's bytes in its buffer.
+//! option such as IP_PKTINFO or SO_TIMESTAMP asks for them. MSG_TRUNC on a
+//! stream (discard) leaves zeros rather than the caller's bytes in its
+//! buffer.
 
 use super::inet;
 use super::socket::{deadline, read_int_opt, wait_errno, CommonOpts, RecvMsg, SendControl, Socket};
@@ -592,9 +591,17 @@ impl HostinetSocket {
         }
         // Urgent data and the error queue never wait on Linux.
         let nonblock = nonblock || flags & (libc::MSG_OOB | libc::MSG_ERRQUEUE) != 0;
-        let waitall = stream
-            && flags & libc::MSG_WAITALL != 0
-            && flags & (libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_TRUNC) == 0;
+        // Like Linux's tcp_recvmsg, a stream receive gathers until it has
+        // `target` bytes: all of them under MSG_WAITALL, else SO_RCVLOWAT
+        // (the host returns what it has at once since we never block it).
+        let gather = stream && flags & (libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_TRUNC) == 0;
+        let target = if !gather {
+            1
+        } else if flags & libc::MSG_WAITALL != 0 {
+            buf.len()
+        } else {
+            (lock(&self.opts).rcvlowat.max(1) as usize).min(buf.len())
+        };
         let timeo = Timeout::new(self.rcvtimeo());
         let mut got = 0;
         loop {
@@ -612,7 +619,7 @@ impl HostinetSocket {
                 }
                 Ok((n, _)) => {
                     got += n;
-                    if !waitall || n == 0 || got >= buf.len() {
+                    if n == 0 || got >= target || got >= buf.len() {
                         return Ok(RecvMsg {
                             copied: got,
                             full: got,
@@ -828,7 +835,11 @@ impl Socket for HostinetSocket {
                 });
             }
         }
-        self.host_setsockopt(level, name, val)
+        self.host_setsockopt(level, name, val)?;
+        if (level, name) == (libc::SOL_SOCKET, libc::SO_RCVLOWAT) {
+            lock(&self.opts).rcvlowat = read_int_opt(val)?.max(1);
+        }
+        Ok(())
     }
 }
 
