@@ -41,7 +41,8 @@ struct Cli {
     /// How guest code runs: ptrace.
     #[arg(long, default_value = "ptrace")]
     platform: String,
-    /// Network mode: sandbox, host or none (recorded; no network stack yet).
+    /// Network mode for create/run: sandbox (the sentry's own TCP/IP
+    /// stack), host (host sockets) or none (loopback only).
     #[arg(long, default_value = "sandbox")]
     network: String,
     #[command(subcommand)]
@@ -208,6 +209,10 @@ struct DoArgs {
     /// (`--overlay=false` makes the root read-only instead).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     overlay: bool,
+    /// How inet sockets reach the network: `sandbox` (the sentry's own
+    /// stack), `host` (host sockets: speed over isolation) or `none`.
+    #[arg(long, value_enum, default_value_t = Network::Sandbox)]
+    network: Network,
     /// Working directory inside the sandbox.
     #[arg(long, default_value = "/")]
     cwd: String,
@@ -218,6 +223,23 @@ struct DoArgs {
     /// Command and arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Network {
+    Sandbox,
+    Host,
+    None,
+}
+
+impl From<Network> for sentry::net::NetworkMode {
+    fn from(n: Network) -> Self {
+        match n {
+            Network::Sandbox => sentry::net::NetworkMode::Sandbox,
+            Network::Host => sentry::net::NetworkMode::Host,
+            Network::None => sentry::net::NetworkMode::None,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -365,5 +387,6 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         user: sentry::boot::User::default(),
         rlimits: Vec::new(),
         tmpfs_mounts: Vec::new(),
+        network: d.network.into(),
     })
 }

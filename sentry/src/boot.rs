@@ -44,6 +44,8 @@ pub struct BootConfig {
     pub rlimits: Vec<(i32, u64, u64)>,
     /// Extra empty tmpfs mounts (absolute, normalized guest paths).
     pub tmpfs_mounts: Vec<String>,
+    /// How inet sockets reach the network (`--network`).
+    pub network: crate::net::NetworkMode,
 }
 
 /// A bind mount: a connected socket to the gofer serving the source
@@ -217,6 +219,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         bail!("no command given");
     }
     forward_host_signals_setup();
+    crate::net::set_network_mode(cfg.network);
     let mf = Arc::new(MemoryFile::new()?);
     let platform =
         platform::ptrace::PtracePlatform::new(mf.fd()).context("starting the ptrace platform")?;

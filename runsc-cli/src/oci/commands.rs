@@ -256,6 +256,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             user: c.user.clone(),
             rlimits: c.rlimits.clone(),
             tmpfs_mounts: c.tmpfs_mounts.clone(),
+            network: g.network_mode(),
         })?;
         Ok(Arc::new(sandbox))
     })();

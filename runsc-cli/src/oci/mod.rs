@@ -26,8 +26,8 @@ pub struct GlobalOpts {
     pub strace: bool,
     pub overlay: bool,
     pub platform: String,
-    /// "sandbox", "host" or "none" (recorded; the sandbox has no network
-    /// stack yet).
+    /// "sandbox" (the sentry's own stack), "host" (host sockets) or "none"
+    /// (loopback only); see `network_mode`.
     pub network: String,
     pub systemd_cgroup: bool,
 }
@@ -96,5 +96,16 @@ impl GlobalOpts {
             anyhow::bail!("--log-format {}: expected text or json", self.log_format);
         }
         Ok(())
+    }
+}
+
+impl GlobalOpts {
+    /// `--network` as the sentry's mode (validated by `check`).
+    pub fn network_mode(&self) -> sentry::net::NetworkMode {
+        match self.network.as_str() {
+            "host" => sentry::net::NetworkMode::Host,
+            "none" => sentry::net::NetworkMode::None,
+            _ => sentry::net::NetworkMode::Sandbox,
+        }
     }
 }

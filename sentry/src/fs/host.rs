@@ -48,7 +48,7 @@ fn host_fstat(fd: RawFd) -> KResult<libc::stat> {
 
 /// Zero-timeout poll: the events among `events` (plus POLLERR/POLLHUP/
 /// POLLNVAL, which poll always reports) ready on `fd` now.
-fn poll_now(fd: RawFd, events: i16) -> i16 {
+pub(crate) fn poll_now(fd: RawFd, events: i16) -> i16 {
     let mut p = libc::pollfd {
         fd,
         events,

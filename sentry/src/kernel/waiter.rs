@@ -92,6 +92,9 @@ impl Waiter {
 #[derive(Default)]
 pub struct WaitQueue {
     waiters: Mutex<Vec<Arc<Waiter>>>,
+    /// Counts notifications, so a watcher that was not waiting (an epoll
+    /// edge-triggered entry) can tell that an event happened meanwhile.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl WaitQueue {
@@ -113,7 +116,14 @@ impl WaitQueue {
         }
     }
 
+    /// How many times the queue was notified so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn notify_all(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for w in self
             .waiters
             .lock()

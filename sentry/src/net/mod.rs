@@ -1,8 +1,11 @@
 //! Sockets: the interface every family implements (`socket`), and the
 //! families. AF_UNIX lives entirely in the sentry (`unix`); AF_INET and
 //! AF_INET6 are served by the sentry's own TCP/IP stack (`netstack`) in
-//! the sandbox and none network modes.
+//! the sandbox and none network modes, and by host sockets (`hostinet`)
+//! with `--network=host`. NETLINK_ROUTE describes the interfaces
+//! (`netlink`, `iface`).
 
+pub mod hostinet;
 pub mod iface;
 pub mod inet;
 pub mod netlink;
@@ -43,7 +46,7 @@ pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn
         libc::AF_UNIX => unix::new_socket(t, ty, proto),
         libc::AF_INET | libc::AF_INET6 => match network_mode() {
             NetworkMode::Sandbox | NetworkMode::None => netstack::new_socket(t, family, ty, proto),
-            NetworkMode::Host => Err(Errno::EAFNOSUPPORT),
+            NetworkMode::Host => hostinet::new_socket(t, family, ty, proto),
         },
         libc::AF_NETLINK => netlink::new_socket(t, ty, proto),
         _ => Err(Errno::EAFNOSUPPORT),

@@ -212,6 +212,10 @@ impl Inode for FdReopen {
                 _ => f.ops.clone(),
             });
         }
+        if f.ops.as_socket().is_some() {
+            // Sockets cannot be reopened, host-backed (hostinet) or not.
+            return Err(Errno::ENXIO);
+        }
         if f.ops.host_fd().is_some() {
             // The host's stdio: the same host file, with the new
             // description's own flags.
