@@ -409,6 +409,22 @@ fn detached(d: &Dockerd, rt: &str) -> Vec<String> {
     seen.push(format!("exec -u -w -e: {} {:?}", o.code, o.stdout_str()));
     let o = d.docker(&["exec", &id, "no-such-command"], None);
     seen.push(format!("exec missing command fails: {}", o.code != 0));
+    // pause/unpause: docker refuses exec while paused; afterwards the
+    // container carries on.
+    d.ok(&["pause", &id]);
+    let status = d.ok(&["inspect", "-f", "{{.State.Status}}", &id]);
+    seen.push(format!("after pause: {}", status.trim()));
+    let o = d.docker(&["exec", &id, "true"], None);
+    seen.push(format!("exec while paused fails: {}", o.code != 0));
+    d.ok(&["unpause", &id]);
+    let status = d.ok(&["inspect", "-f", "{{.State.Status}}", &id]);
+    seen.push(format!("after unpause: {}", status.trim()));
+    let o = d.docker(&["exec", &id, "echo", "still here"], None);
+    seen.push(format!(
+        "exec after unpause: {} {:?}",
+        o.code,
+        o.stdout_str()
+    ));
     // A graceful stop: the trap runs, well within the timeout.
     let t = Instant::now();
     d.ok(&["stop", "-t", "20", &id]);

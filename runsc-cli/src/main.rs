@@ -79,9 +79,9 @@ enum Command {
     /// started by `exec --detach`).
     #[command(hide = true)]
     ExecWait(ExecWaitArgs),
-    /// Pause a container (not supported yet).
+    /// Pause a container (stops its sandbox process).
     Pause(IdArg),
-    /// Resume a paused container (not supported yet).
+    /// Resume a paused container.
     Resume(IdArg),
     /// Serve a root filesystem to a sentry (internal).
     #[command(hide = true)]
@@ -378,8 +378,8 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
             )
         }
         Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid),
-        Command::Pause(_) => bail!("pause is not supported yet"),
-        Command::Resume(_) => bail!("resume is not supported yet"),
+        Command::Pause(a) => ok(commands::pause(g, &a.id)),
+        Command::Resume(a) => ok(commands::resume(g, &a.id)),
     }
 }
 

@@ -170,6 +170,7 @@ fn spawn_and_record(
         status: Status::Created,
         annotations: c.annotations.clone(),
         network: g.network.clone(),
+        pending_signals: Vec::new(),
     };
     dir.save(&st)?;
     run_hooks(
@@ -341,7 +342,7 @@ pub fn start(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
     let mut st = dir.load()?;
     match dir.status(&st) {
         Status::Created => {}
-        Status::Running => bail!("cannot start an already running container"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     control::call(
@@ -371,8 +372,25 @@ pub fn state(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
 pub fn kill(g: &GlobalOpts, id: &str, signal: &str, all: bool) -> anyhow::Result<()> {
     let sig = super::signal::parse(signal)?;
     let (dir, st) = load(g, id)?;
-    if dir.status(&st) == Status::Stopped {
-        bail!("container not running");
+    match dir.status(&st) {
+        Status::Stopped => bail!("container not running"),
+        // A stopped sandbox cannot take a signal: SIGKILL ends it from
+        // the host, others wait for `resume`.
+        Status::Paused if sig == libc::SIGKILL => {
+            kill_sandbox(&st);
+            return Ok(());
+        }
+        Status::Paused => {
+            let _lock = dir.lock();
+            let mut st = dir.load()?;
+            if dir.status(&st) == Status::Paused {
+                st.pending_signals
+                    .push(state::PendingSignal { signal: sig, all });
+                dir.save(&st)?;
+                return Ok(());
+            }
+        }
+        Status::Created | Status::Running => {}
     }
     let r = control::call(
         &dir.control_socket(),
@@ -426,7 +444,7 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
         }
     };
     let status = dir.status(&st);
-    if status == Status::Running && !force {
+    if matches!(status, Status::Running | Status::Paused) && !force {
         bail!("cannot delete container {id} that is not stopped: container is running");
     }
     kill_sandbox(&st);
@@ -576,12 +594,16 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
 /// guest process lives inside it).
 pub fn ps(g: &GlobalOpts, id: &str, json: bool) -> anyhow::Result<()> {
     let (dir, st) = load(g, id)?;
-    if dir.status(&st) == Status::Stopped {
+    let status = dir.status(&st);
+    if status == Status::Stopped {
         bail!("container not running");
     }
     if json {
         println!("{}", serde_json::to_string(&[st.pid])?);
         return Ok(());
+    }
+    if status == Status::Paused {
+        bail!("container {id} is paused: resume it to list its processes");
     }
     let reply = control::call(&dir.control_socket(), &Request::Ps, Some(CONTROL_TIMEOUT))?;
     let rows: Vec<[String; 4]> = std::iter::once(["UID", "PID", "PPID", "CMD"].map(String::from))
@@ -815,6 +837,7 @@ pub fn exec(g: &GlobalOpts, id: &str, o: &ExecOpts) -> anyhow::Result<i32> {
         Status::Running => {}
         Status::Created => bail!("cannot exec in a created container: start it first"),
         Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Paused => bail!("cannot exec in a paused container"),
     }
     let (process, terminal) = exec_process(&st, o)?;
     if terminal && o.console_socket.is_none() && o.detach {
@@ -913,4 +936,71 @@ pub fn exec_wait(g: &GlobalOpts, id: &str, pid: i32) -> anyhow::Result<i32> {
             Ok(128 + libc::SIGKILL)
         }
     }
+}
+
+/// `runsc pause`: stops the sandbox process (SIGSTOP), so no guest task
+/// is served any more: a guest thread gets as far as its next system call
+/// or fault. Signals sent meanwhile wait for `resume`; SIGKILL does not.
+pub fn pause(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let mut st = dir.load()?;
+    match dir.status(&st) {
+        Status::Running => {}
+        Status::Paused => bail!("container {id} is already paused"),
+        Status::Created | Status::Stopped => bail!("container {id} is not running"),
+    }
+    // SAFETY: kill(2) of the sandbox process, alive and checked by start
+    // time in status() just above.
+    if unsafe { libc::kill(st.pid, libc::SIGSTOP) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("stopping the sandbox process");
+    }
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    while !state::all_threads_stopped(st.pid) {
+        if Instant::now() > deadline {
+            // SAFETY: as above; undo the half-done pause.
+            unsafe {
+                libc::kill(st.pid, libc::SIGCONT);
+            }
+            bail!("the sandbox process did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    st.status = Status::Paused;
+    dir.save(&st)
+}
+
+/// `runsc resume`: continues a paused sandbox and delivers the signals
+/// `kill` held back.
+pub fn resume(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let mut st = dir.load()?;
+    if dir.status(&st) != Status::Paused {
+        bail!("container {id} is not paused");
+    }
+    // SAFETY: kill(2) of the sandbox process, alive and checked above.
+    if unsafe { libc::kill(st.pid, libc::SIGCONT) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("continuing the sandbox process");
+    }
+    let pending = std::mem::take(&mut st.pending_signals);
+    st.status = Status::Running;
+    dir.save(&st)?;
+    for p in pending {
+        let r = control::call(
+            &dir.control_socket(),
+            &Request::Signal {
+                signal: p.signal,
+                all: p.all,
+            },
+            Some(CONTROL_TIMEOUT),
+        );
+        if let Err(e) = r {
+            if dir.status(&st) == Status::Stopped {
+                break;
+            }
+            tracing::warn!("delivering signal {} held while paused: {e:#}", p.signal);
+        }
+    }
+    Ok(())
 }
