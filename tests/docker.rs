@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Debian's dockerd; `$DOCKERD` names another.
 const DOCKERD: &str = "/usr/sbin/dockerd";
 /// Debian's client (20.10, like the daemon), not whatever else is on PATH.
 const DOCKER: &str = "/usr/bin/docker";
@@ -39,7 +40,8 @@ struct Dockerd {
 impl Dockerd {
     /// Starts dockerd with `storage_driver`; Err says why it did not come up.
     fn start(storage_driver: &str) -> Result<Dockerd, String> {
-        for bin in [DOCKERD, DOCKER] {
+        let dockerd = std::env::var("DOCKERD").unwrap_or_else(|_| DOCKERD.to_string());
+        for bin in [dockerd.as_str(), DOCKER] {
             if !Path::new(bin).exists() {
                 return Err(format!(
                     "{bin} missing: install docker.io (the CI script does)"
@@ -73,14 +75,14 @@ impl Dockerd {
         std::fs::write(&cfg_path, config.to_string()).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(base.join("dockerd.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(DOCKERD)
+        let child = Command::new(&dockerd)
             .arg("--config-file")
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .map_err(|e| format!("starting {DOCKERD}: {e}"))?;
+            .map_err(|e| format!("starting {dockerd}: {e}"))?;
         let mut d = Dockerd {
             base,
             host,
@@ -188,12 +190,13 @@ impl Drop for Dockerd {
             }
         }
         // A daemon that died uncleanly may leave overlay mounts behind:
-        // only a clean stop gets its directory removed.
+        // only a clean stop gets its directory removed. (The test asserts
+        // a clean stop itself; a drop must not panic over it.)
         if left.is_empty() {
             let _ = std::fs::remove_dir_all(&self.base);
-        } else if !std::thread::panicking() {
-            panic!(
-                "processes left behind after dockerd stopped:\n{}",
+        } else {
+            eprintln!(
+                "killed processes left behind by dockerd:\n{}",
                 left.join("\n")
             );
         }
@@ -304,7 +307,10 @@ fn dockerd_or_skip() -> Option<Dockerd> {
     if std::env::var_os("CI").is_some() {
         panic!("cannot start dockerd (CI is set, so this fails):\n{err}");
     }
-    eprintln!(
+    // Straight to stderr: the test harness would swallow eprintln! of a
+    // passing test.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n!!!!!!!! SKIPPING the docker test: cannot start dockerd !!!!!!!!\n{err}\n\
          (install docker.io, as .ci/run does; with CI set this fails)\n"
     );
