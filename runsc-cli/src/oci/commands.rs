@@ -742,7 +742,7 @@ fn exec_process(st: &State, o: &ExecOpts) -> anyhow::Result<(control::ExecProces
             anyhow::anyhow!("--process {}: {}: {}", path.display(), e.path(), e.inner())
         })?;
         let args = p.args().clone().unwrap_or_default();
-        if args.first().map_or(true, |a| a.is_empty()) {
+        if args.first().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args: empty (nothing to run)", path.display());
         }
         let env = p.env().clone().unwrap_or_default();
