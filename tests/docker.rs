@@ -538,6 +538,23 @@ fn docker_run_with_the_sandbox_runtime() {
         );
     }
 
+    // --init: docker's tini (bind-mounted as a single file) as PID 1.
+    let o = same(
+        &d,
+        "--init",
+        &["--init"],
+        &[
+            "sh",
+            "-c",
+            "[ $$ != 1 ] && echo not-init; cat /proc/1/comm; exit 5",
+        ],
+        None,
+    );
+    assert_eq!(
+        (o.code, o.stdout_str()),
+        (5, "not-init\ndocker-init\n".into())
+    );
+
     // --tmpfs: a fresh tmpfs at a path the image lacks.
     let o = same(
         &d,

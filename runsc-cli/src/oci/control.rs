@@ -381,3 +381,83 @@ fn answer(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A request line and the fds sent with it arrive together; the fds
+    /// work on the other side.
+    #[test]
+    fn requests_carry_fds() {
+        let dir = std::env::temp_dir().join(format!("runsc-control-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("c.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let (line, fds) = read_request(&conn).unwrap();
+            let req: Request = serde_json::from_str(&line).unwrap();
+            let Request::Exec { process, stdio } = req else {
+                panic!("{line}");
+            };
+            assert_eq!(process.args, ["echo", "hi"]);
+            assert_eq!(stdio, [1]);
+            assert_eq!(fds.len(), 1);
+            let mut w = std::fs::File::from(fds.into_iter().next().unwrap());
+            w.write_all(b"through the fd").unwrap();
+            let reply = Reply {
+                pid: Some(42),
+                ..Reply::default()
+            };
+            let mut out = serde_json::to_vec(&reply).unwrap();
+            out.push(b'\n');
+            (&conn).write_all(&out).unwrap();
+        });
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let req = Request::Exec {
+            process: ExecProcess {
+                args: vec!["echo".into(), "hi".into()],
+                env: vec![],
+                cwd: "/".into(),
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                umask: 0o022,
+            },
+            stdio: vec![1],
+        };
+        let reply =
+            call_with_fds(&sock, &req, &[w.as_raw_fd()], Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(reply.pid, Some(42));
+        drop(w);
+        server.join().unwrap();
+        let mut got = String::new();
+        std::fs::File::from(r).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "through the fd");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An exec the sandbox could not start comes back as `ExecFailed`
+    /// with the shell-style code.
+    #[test]
+    fn exec_failures_keep_their_code() {
+        let dir = std::env::temp_dir().join(format!("runsc-control-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("c.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            read_request(&conn).unwrap();
+            (&conn)
+                .write_all(b"{\"error\":\"x: not found\",\"exec_failure\":127}\n")
+                .unwrap();
+        });
+        let e = call(&sock, &Request::Ps, Some(Duration::from_secs(10))).unwrap_err();
+        server.join().unwrap();
+        let f = e.downcast_ref::<ExecFailed>().expect("an ExecFailed");
+        assert_eq!((f.code, f.msg.as_str()), (127, "x: not found"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
