@@ -1850,3 +1850,70 @@ fn py_multiprocessing_pipe() {
     "#));
     assert_eq!(o.stdout_str(), "[1, 'a', 1, 'a']\n0\n(b'abc', 32) 5\nb''\n");
 }
+
+#[test]
+fn mount_options_remount_and_enforcement() {
+    // noexec on a tmpfs, then a bind mount over it remounted read-only and
+    // back: the same answers as Linux gives (checked by hand with
+    // `unshare -m`; /proc/mounts there also lists relatime and stacked
+    // mounts, so the lines are asserted here).
+    let o = run_sandbox(
+        &[
+            "/bin/sh",
+            "-c",
+            "mkdir -p /tmp/m /tmp/src; echo data > /tmp/src/f; cp /bin/true /tmp/src/t
+             mount -t tmpfs -o noexec,nosuid,nodev tmpfs /tmp/m
+             grep ' /tmp/m ' /proc/mounts | cut -d' ' -f4
+             cp /bin/true /tmp/m/t; /tmp/m/t 2>/dev/null && echo exec-ok || echo exec-refused
+             mount --bind /tmp/src /tmp/m
+             /tmp/m/t && echo exec2-ok || echo exec2-refused
+             mount -o remount,bind,ro /tmp/m
+             grep ' /tmp/m ' /proc/mounts | cut -d' ' -f4
+             (echo x > /tmp/m/f) 2>/dev/null && echo write-ok || echo write-refused
+             touch /tmp/m/new 2>/dev/null && echo create-ok || echo create-refused
+             chmod 600 /tmp/m/f 2>/dev/null && echo chmod-ok || echo chmod-refused
+             cat /tmp/m/f
+             mount -o remount,bind,rw /tmp/m
+             echo y >> /tmp/m/f && cat /tmp/m/f",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.stdout_str(),
+        "rw,nosuid,nodev,noexec\nexec-refused\nexec2-ok\nro\nwrite-refused\ncreate-refused\n\
+         chmod-refused\ndata\ndata\ny\n",
+        "{o:?}"
+    );
+}
+
+#[test]
+fn py_o_tmpfile_linked_later() {
+    // An O_TMPFILE file on tmpfs gets a name with linkat(AT_EMPTY_PATH);
+    // with O_EXCL it never may.
+    let o = assert_same_spec(&py(r#"
+        import os, errno, ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        def link_fd(fd, name):
+            if libc.linkat(fd, b"", -100, name.encode(), 0x1000) < 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+        d = '/dev/shm'
+        fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o640)
+        os.write(fd, b'anon data')
+        st = os.fstat(fd)
+        print('nlink', st.st_nlink, oct(st.st_mode & 0o777))
+        name = os.path.join(d, 'linked-%d' % os.getpid())
+        link_fd(fd, name)
+        print('after link nlink', os.fstat(fd).st_nlink, open(name).read())
+        os.unlink(name)
+        fd2 = os.open(d, os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+        try:
+            link_fd(fd2, name)
+        except OSError as e:
+            print('excl link', errno.errorcode[e.errno])
+    "#));
+    assert_eq!(
+        o.stdout_str(),
+        "nlink 0 0o640\nafter link nlink 1 anon data\nexcl link ENOENT\n"
+    );
+}

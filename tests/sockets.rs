@@ -228,3 +228,74 @@ fn py_multiprocessing_manager_and_forkserver() {
     "#));
     assert_eq!(o.stdout_str(), "{'a': 1} [1, 2, 3]\n[4, 3, 2, 1, 0]\n");
 }
+
+#[test]
+fn netlink_route_describes_loopback_like_a_fresh_netns() {
+    // The sandbox's network (default --network=sandbox) as iproute2 and
+    // glibc see it over NETLINK_ROUTE must match a new network namespace
+    // on the host with lo up.
+    let script = "ip -o addr; ip -o link; ip route; ip -6 route; \
+                  ip -o -4 route show table local; ip -6 route show table all; \
+                  python3 -c 'import socket; print(socket.if_nameindex())'";
+    if !std::path::Path::new("/usr/sbin/ip").exists() {
+        eprintln!("iproute2 missing: skipped");
+        return;
+    }
+    let native = run_native(
+        &[
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            &format!("ip link set lo up; {script}"),
+        ],
+        None,
+    );
+    assert_eq!(native.code, 0, "{native:?}");
+    let sandbox = run_sandbox(&["/bin/sh", "-c", script], None);
+    assert_eq!(sandbox.stdout_str(), native.stdout_str(), "{sandbox:?}");
+    assert!(sandbox
+        .stdout_str()
+        .contains("inet 127.0.0.1/8 scope host lo"));
+}
+
+#[test]
+fn proc_net_unix_lists_the_sandboxs_sockets() {
+    let o = assert_same_spec(&py(r#"
+        import socket, os, tempfile
+        d = tempfile.mkdtemp()
+        s = socket.socket(socket.AF_UNIX); s.bind(d + '/srv'); s.listen()
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(b'\0abs\0x')
+        c = socket.socket(socket.AF_UNIX); c.connect(d + '/srv'); x, _ = s.accept()
+        mine = {os.fstat(f.fileno()).st_ino for f in (s, a, c, x)}
+        rows = []
+        for line in open('/proc/net/unix').read().splitlines()[1:]:
+            f = line.split()
+            if int(f[6]) in mine:
+                rows.append(' '.join([f[3], f[4], f[5], f[7].replace(d, 'D') if len(f) > 7 else '-']))
+        print(open('/proc/net/unix').readline().rstrip())
+        print('\n'.join(sorted(rows)))
+    "#));
+    assert!(o.stdout_str().contains("00010000 0001 01 D/srv"), "{o:?}");
+}
+
+#[test]
+fn proc_net_files_match_a_fresh_netns() {
+    if !std::path::Path::new("/usr/sbin/ip").exists() {
+        eprintln!("iproute2 missing: skipped");
+        return;
+    }
+    let files = "cat /proc/net/if_inet6 /proc/net/route";
+    let native = run_native(
+        &[
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            &format!("ip link set lo up; {files}"),
+        ],
+        None,
+    );
+    let sandbox = run_sandbox(&["/bin/sh", "-c", files], None);
+    assert_eq!(sandbox.stdout_str(), native.stdout_str(), "{sandbox:?}");
+}

@@ -2,6 +2,7 @@
 //! over a state directory per container, and the sandbox process
 //! (`runsc boot`) each container runs in.
 
+pub mod cgroup;
 pub mod commands;
 pub mod control;
 pub mod signal;

@@ -105,6 +105,8 @@ struct Meta {
     ctime: Timespec,
     /// Extended attributes (`user.`, `trusted.`, `security.`).
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// An O_TMPFILE file (without O_EXCL): may be linked at nlink 0.
+    linkable: bool,
 }
 
 struct DirData {
@@ -239,6 +241,7 @@ impl TmpfsInode {
                 mtime: now,
                 ctime: now,
                 xattrs: BTreeMap::new(),
+                linkable: false,
             }),
             kind,
         })
@@ -602,6 +605,22 @@ impl Inode for TmpfsInode {
         Ok(child)
     }
 
+    fn tmpfile(&self, mode: u32, uid: u32, gid: u32, linkable: bool) -> KResult<Arc<dyn Inode>> {
+        let d = self.dir()?;
+        if lock(d).dead {
+            return Err(Errno::ENOENT);
+        }
+        let (gid, perm) = self.inherit(gid, mode & PERM_MASK, false);
+        let kind = Kind::File(Mutex::new(FileData::default()));
+        let f = TmpfsInode::new(&self.fs, kind, perm, uid, gid, Weak::new());
+        {
+            let mut m = lock(&f.meta);
+            m.nlink = 0;
+            m.linkable = linkable;
+        }
+        Ok(f)
+    }
+
     fn mkdir(&self, name: &[u8], mode: u32, uid: u32, gid: u32) -> KResult<()> {
         let (gid, perm) = self.inherit(gid, mode & PERM_MASK, true);
         self.add_child(name, || {
@@ -703,10 +722,12 @@ impl Inode for TmpfsInode {
         let now = Timespec::now();
         {
             let mut m = lock(&t.meta);
-            // An unlinked file cannot get a name back (no O_TMPFILE here).
-            if m.nlink == 0 {
+            // An unlinked file cannot get a name back, unless it was made
+            // by O_TMPFILE without O_EXCL.
+            if m.nlink == 0 && !m.linkable {
                 return Err(Errno::ENOENT);
             }
+            m.linkable = false;
             m.nlink += 1;
             m.ctime = now;
         }

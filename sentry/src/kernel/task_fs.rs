@@ -70,7 +70,17 @@ impl Task {
     }
 
     /// Write and search permission on a directory about to change.
+    /// EROFS when `d` lies on a read-only mount (checked before
+    /// permissions, as Linux's mnt_want_write comes first).
+    pub fn writable_mount(&self, d: &Dentry) -> KResult<()> {
+        if self.kernel.vfs.flags_of(d).readonly {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
     pub fn may_modify_dir(&self, dir: &Dentry) -> KResult<()> {
+        self.writable_mount(dir)?;
         let c = self.creds();
         if c.fsuid != 0 && !c.may(&dir.inode.stat()?, 3) {
             return Err(Errno::EACCES);
@@ -93,6 +103,7 @@ impl Task {
 
     /// Only the owner (or root) may change a file's mode or times.
     pub fn may_change_attrs(&self, d: &Dentry) -> KResult<()> {
+        self.writable_mount(d)?;
         let c = self.creds();
         if c.fsuid != 0 && c.fsuid != d.inode.stat()?.uid {
             return Err(Errno::EPERM);
@@ -108,6 +119,9 @@ impl Task {
             return Err(Errno::EACCES);
         }
         if st.file_type() != libc::S_IFREG || st.mode & 0o111 == 0 || !self.creds().may(&st, 1) {
+            return Err(Errno::EACCES);
+        }
+        if self.kernel.vfs.flags_of(&d).noexec {
             return Err(Errno::EACCES);
         }
         let ops = d.inode.clone().open(libc::O_RDONLY as u32)?;

@@ -1,7 +1,12 @@
 //! Sockets: the interface every family implements (`socket`), and the
-//! families. AF_UNIX lives entirely in the sentry (`unix`).
+//! families. AF_UNIX lives entirely in the sentry (`unix`); AF_INET and
+//! AF_INET6 are served by the sentry's own TCP/IP stack (`netstack`) in
+//! the sandbox and none network modes.
 
+pub mod iface;
 pub mod inet;
+pub mod netlink;
+pub mod netstack;
 pub mod socket;
 pub mod unix;
 
@@ -36,7 +41,11 @@ pub fn network_mode() -> NetworkMode {
 pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn FileOps>> {
     match family {
         libc::AF_UNIX => unix::new_socket(t, ty, proto),
-        libc::AF_INET | libc::AF_INET6 => Err(Errno::EAFNOSUPPORT),
+        libc::AF_INET | libc::AF_INET6 => match network_mode() {
+            NetworkMode::Sandbox | NetworkMode::None => netstack::new_socket(t, family, ty, proto),
+            NetworkMode::Host => Err(Errno::EAFNOSUPPORT),
+        },
+        libc::AF_NETLINK => netlink::new_socket(t, ty, proto),
         _ => Err(Errno::EAFNOSUPPORT),
     }
 }

@@ -128,7 +128,55 @@ fn names() -> &'static Mutex<HashMap<Key, Weak<UnixSocket>>> {
     NAMES.get_or_init(Default::default)
 }
 
-fn sockfs_dev() -> u64 {
+/// Every live AF_UNIX socket by inode number (for /proc/net/unix).
+fn all() -> &'static Mutex<HashMap<u64, Weak<UnixSocket>>> {
+    static ALL: OnceLock<Mutex<HashMap<u64, Weak<UnixSocket>>>> = OnceLock::new();
+    ALL.get_or_init(Default::default)
+}
+
+/// One row of /proc/net/unix.
+pub struct ProcEntry {
+    pub ino: u64,
+    pub ty: i32,
+    pub listening: bool,
+    pub connected: bool,
+    /// The bound name as Linux prints it ("@" for the abstract NUL).
+    pub path: Option<Vec<u8>>,
+}
+
+/// The sandbox's AF_UNIX sockets, by inode number.
+pub fn proc_entries() -> Vec<ProcEntry> {
+    let socks: Vec<Arc<UnixSocket>> = {
+        let m = lock(all());
+        let mut v: Vec<_> = m.values().filter_map(Weak::upgrade).collect();
+        v.sort_by_key(|s| s.ino);
+        v
+    };
+    socks
+        .iter()
+        .map(|s| {
+            let st = lock(&s.st);
+            ProcEntry {
+                ino: s.ino,
+                ty: s.ty,
+                listening: matches!(st.conn, Conn::Listening { .. }),
+                connected: matches!(st.conn, Conn::Connected)
+                    || (s.ty == libc::SOCK_DGRAM && st.peer.is_some()),
+                path: st.name.as_ref().map(|n| match n {
+                    Name::Abstract(a) => {
+                        let mut p = vec![b'@'];
+                        p.extend(a.iter().map(|&c| if c == 0 { b'@' } else { c }));
+                        p
+                    }
+                    Name::Path(p, _) => p.clone(),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The device number of every socket's inode (Linux's sockfs).
+pub(crate) fn sockfs_dev() -> u64 {
     static DEV: OnceLock<u64> = OnceLock::new();
     *DEV.get_or_init(new_anon_dev)
 }
@@ -210,6 +258,12 @@ fn check_type(ty: i32, proto: i32) -> KResult<()> {
 }
 
 fn new_raw(ty: i32, uid: u32, gid: u32) -> Arc<UnixSocket> {
+    let s = new_unlisted(ty, uid, gid);
+    lock(all()).insert(s.ino, Arc::downgrade(&s));
+    s
+}
+
+fn new_unlisted(ty: i32, uid: u32, gid: u32) -> Arc<UnixSocket> {
     Arc::new_cyclic(|me| UnixSocket {
         ty,
         ino: next_ino(),
@@ -962,6 +1016,7 @@ impl UnixSocket {
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
+        lock(all()).remove(&self.ino);
         let s = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
         s.closed = true;
         if let Some(name) = s.name.take() {

@@ -189,12 +189,31 @@ fn open_tmpfile(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32)
         return Err(Errno::ENOTDIR);
     }
     t.may_modify_dir(&dir)?;
+    let umask = lock(&t.fs_context()).umask;
+    let c = t.creds();
+    let perm = (mode & 0o7777 & !umask) | libc::S_IFREG;
+    let linkable = flags & o(libc::O_EXCL) == 0;
+    match dir.inode.tmpfile(perm, c.fsuid, c.fsgid, linkable) {
+        Ok(inode) => {
+            let ops = inode.clone().open(acc)?;
+            let dentry = Arc::new(crate::vfs::Dentry {
+                name: b"#tmpfile".to_vec(),
+                parent: Some(dir.clone()),
+                inode,
+            });
+            let keep = flags & !(o(libc::O_TMPFILE) | o(libc::O_CREAT) | o(libc::O_TRUNC));
+            let f = File::new(ops, keep | acc, Some(dentry));
+            return install(t, f, flags & o(libc::O_CLOEXEC) != 0);
+        }
+        Err(e) if e != Errno::EOPNOTSUPP => return Err(e),
+        // Other filesystems: a hidden name, unlinked at once (it cannot be
+        // linked back later).
+        Err(_) => {}
+    }
     let mut rnd = [0u8; 8];
     // SAFETY: getrandom into a live 8-byte buffer.
     unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, 8, 0) };
     let name = format!(".#tmpfile-{:016x}", u64::from_le_bytes(rnd)).into_bytes();
-    let umask = lock(&t.fs_context()).umask;
-    let c = t.creds();
     let inode = dir.inode.create(
         &name,
         (mode & 0o7777 & !umask) | libc::S_IFREG,
@@ -315,6 +334,19 @@ pub fn do_open(t: &CurrentTask, dirfd: i32, path: &[u8], flags: u32, mode: u32) 
         x if x == o(libc::O_WRONLY) => 2,
         _ => 6,
     } | if flags & o(libc::O_TRUNC) != 0 { 2 } else { 0 };
+    // Mount options: nodev refuses device nodes; a read-only mount refuses
+    // writing its files (devices, FIFOs and sockets are not its data).
+    let ft = st.file_type();
+    let is_dev = matches!(ft, libc::S_IFCHR | libc::S_IFBLK);
+    if (is_dev || want & 2 != 0) && !created {
+        let mf = t.kernel.vfs.flags_of(&dentry);
+        if is_dev && mf.nodev {
+            return Err(Errno::EACCES);
+        }
+        if want & 2 != 0 && mf.readonly && matches!(ft, libc::S_IFREG | libc::S_IFDIR) {
+            return Err(Errno::EROFS);
+        }
+    }
     if !created && !t.creds().may(&st, want) {
         return Err(Errno::EACCES);
     }

@@ -50,6 +50,14 @@ pub fn mmap(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if st.file_type() != libc::S_IFREG && st.file_type() != libc::S_IFCHR {
         return Err(Errno::ENODEV);
     }
+    // Executable mappings of files on a noexec mount.
+    if prot & libc::PROT_EXEC as u64 != 0 {
+        if let Some(d) = &f.dentry {
+            if t.kernel.vfs.flags_of(d).noexec {
+                return Err(Errno::EPERM);
+            }
+        }
+    }
     let name: std::sync::Arc<str> = f
         .dentry
         .as_ref()

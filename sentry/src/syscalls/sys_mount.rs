@@ -37,10 +37,15 @@ pub fn mount(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if flags & MS_PROPAGATION != 0 && flags & !(MS_PROPAGATION | MS_REC | libc::MS_SILENT) == 0 {
         return Ok(0);
     }
+    let mflags = crate::vfs::path::MountFlags::from_ms(flags);
     if flags & MS_REMOUNT != 0 {
-        // Changing options of an existing mount (ro/rw, nosuid…) is not
-        // supported yet; say so rather than pretend.
-        return Err(Errno::EINVAL);
+        // New per-mount options for an existing mount (with or without
+        // MS_BIND; filesystem-specific data is not interpreted).
+        if flags & !(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_QUALIFIERS) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        t.kernel.vfs.remount(&where_, mflags)?;
+        return Ok(0);
     }
     if flags & !(MS_BIND | MS_REC | MS_RDONLY | MS_QUALIFIERS) != 0 {
         return Err(Errno::EINVAL);
@@ -56,7 +61,9 @@ pub fn mount(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
                 Errno::EISDIR
             });
         }
-        t.kernel.vfs.mount(&where_, s.inode.clone(), "bind");
+        t.kernel
+            .vfs
+            .mount_with_flags(&where_, s.inode.clone(), "bind", mflags);
         return Ok(0);
     }
     if !dir.is_dir() {
@@ -74,7 +81,7 @@ pub fn mount(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         _ => return Err(Errno::ENODEV),
     };
     let name: &'static str = if fstype == b"tmpfs" { "tmpfs" } else { "proc" };
-    t.kernel.vfs.mount(&where_, inode, name);
+    t.kernel.vfs.mount_with_flags(&where_, inode, name, mflags);
     Ok(0)
 }
 

@@ -79,8 +79,11 @@ fn access_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, flags: u64) ->
     )?;
     let st = d.inode.stat()?;
     if mode & 2 != 0
-        && d.inode.fs_id() == t.kernel.vfs.root.inode.fs_id()
-        && t.kernel.vfs.root_read_only()
+        && matches!(
+            st.file_type(),
+            libc::S_IFREG | libc::S_IFDIR | libc::S_IFLNK
+        )
+        && t.kernel.vfs.flags_of(&d).readonly
     {
         return Err(Errno::EROFS);
     }
@@ -525,6 +528,7 @@ fn chown_at(
         flags & AT_SYMLINK_NOFOLLOW == 0,
         flags & AT_EMPTY_PATH != 0,
     )?;
+    t.writable_mount(&d)?;
     if !t.creds().privileged() {
         return Err(Errno::EPERM);
     }
@@ -569,6 +573,7 @@ pub fn truncate(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if d.inode.stat()?.is_dir() {
         return Err(Errno::EISDIR);
     }
+    t.writable_mount(&d)?;
     d.inode.truncate(a[1])?;
     crate::fs::inotify::notify_dentry(&d, crate::fs::inotify::IN_MODIFY);
     Ok(0)
@@ -606,6 +611,7 @@ pub fn utimensat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         };
         (get(0)?, get(16)?)
     };
+    t.writable_mount(&d)?;
     // Explicit times: owner or root. "Now": also anyone who may write.
     let c = t.creds();
     let st = d.inode.stat()?;

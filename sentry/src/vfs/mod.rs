@@ -231,6 +231,18 @@ pub trait Inode: Send + Sync + Any {
     fn readdir(&self) -> KResult<Vec<DirEntry>> {
         Err(Errno::ENOTDIR)
     }
+    /// O_TMPFILE: a new regular file with no name in this directory.
+    /// `linkable` (no O_EXCL) lets linkat give it a name later.
+    /// Filesystems without it give EOPNOTSUPP, as Linux does.
+    fn tmpfile(
+        &self,
+        _mode: u32,
+        _uid: u32,
+        _gid: u32,
+        _linkable: bool,
+    ) -> KResult<Arc<dyn Inode>> {
+        Err(Errno::EOPNOTSUPP)
+    }
     fn create(&self, _name: &[u8], _mode: u32, _uid: u32, _gid: u32) -> KResult<Arc<dyn Inode>> {
         Err(self.dir_write_error())
     }

@@ -58,6 +58,42 @@ pub struct FsContext {
     pub umask: u32,
 }
 
+/// Per-mount options (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    pub readonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+impl MountFlags {
+    /// From mount(2) flags.
+    pub fn from_ms(flags: u64) -> MountFlags {
+        MountFlags {
+            readonly: flags & libc::MS_RDONLY != 0,
+            nosuid: flags & libc::MS_NOSUID != 0,
+            nodev: flags & libc::MS_NODEV != 0,
+            noexec: flags & libc::MS_NOEXEC != 0,
+        }
+    }
+
+    /// As /proc/mounts spells them.
+    pub fn options(&self) -> String {
+        let mut s = String::from(if self.readonly { "ro" } else { "rw" });
+        for (on, name) in [
+            (self.nosuid, ",nosuid"),
+            (self.nodev, ",nodev"),
+            (self.noexec, ",noexec"),
+        ] {
+            if on {
+                s.push_str(name);
+            }
+        }
+        s
+    }
+}
+
 /// One entry of the mount table, as /proc/<pid>/mounts lists it.
 #[derive(Clone)]
 pub struct MountPoint {
@@ -65,6 +101,7 @@ pub struct MountPoint {
     pub path: Vec<u8>,
     pub fstype: &'static str,
     pub readonly: bool,
+    pub flags: MountFlags,
     /// The mounted filesystem's root.
     pub root: Arc<dyn Inode>,
 }
@@ -72,16 +109,22 @@ pub struct MountPoint {
 struct Mount {
     root: Arc<dyn Inode>,
     fstype: &'static str,
+    flags: MountFlags,
     /// Mount order, for listing.
     seq: u64,
+}
+
+/// Whether absolute `path` is `dir` or lies below it.
+fn is_under(path: &[u8], dir: &[u8]) -> bool {
+    dir == b"/" || path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
 }
 
 pub struct Vfs {
     pub root: Arc<Dentry>,
     /// Mount points by absolute path → the mounted filesystem.
     mounts: Mutex<HashMap<Vec<u8>, Mount>>,
-    /// The root filesystem's type and whether it is read-only.
-    root_fs: Mutex<(&'static str, bool)>,
+    /// The root filesystem's type and options.
+    root_fs: Mutex<(&'static str, MountFlags)>,
 }
 
 impl Vfs {
@@ -89,12 +132,23 @@ impl Vfs {
         Vfs {
             root: Dentry::root(root),
             mounts: Mutex::new(HashMap::new()),
-            root_fs: Mutex::new(("rootfs", false)),
+            root_fs: Mutex::new(("rootfs", MountFlags::default())),
         }
     }
 
     /// Mounts `fs_root` (a filesystem of type `fstype`) at absolute `path`.
     pub fn mount(&self, path: &[u8], fs_root: Arc<dyn Inode>, fstype: &'static str) {
+        self.mount_with_flags(path, fs_root, fstype, MountFlags::default())
+    }
+
+    /// As `mount`, with options.
+    pub fn mount_with_flags(
+        &self,
+        path: &[u8],
+        fs_root: Arc<dyn Inode>,
+        fstype: &'static str,
+        flags: MountFlags,
+    ) {
         let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
         let seq = m.values().map(|x| x.seq + 1).max().unwrap_or(0);
         m.insert(
@@ -102,14 +156,57 @@ impl Vfs {
             Mount {
                 root: fs_root,
                 fstype,
+                flags,
                 seq,
             },
         );
     }
 
+    /// Changes the options of the mount at absolute `path` (MS_REMOUNT);
+    /// EINVAL if nothing is mounted there.
+    pub fn remount(&self, path: &[u8], flags: MountFlags) -> KResult<()> {
+        if path == b"/" {
+            self.root_fs.lock().unwrap_or_else(|p| p.into_inner()).1 = flags;
+            return Ok(());
+        }
+        let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mount = m.get_mut(path).ok_or(Errno::EINVAL)?;
+        mount.flags = flags;
+        Ok(())
+    }
+
     /// Whether the root filesystem refuses writes.
     pub fn root_read_only(&self) -> bool {
-        self.root_fs.lock().unwrap_or_else(|p| p.into_inner()).1
+        self.root_fs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .readonly
+    }
+
+    /// Whether absolute `path` is a mount point.
+    pub fn is_mount_point(&self, path: &[u8]) -> bool {
+        path == b"/"
+            || self
+                .mounts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(path)
+    }
+
+    /// The options of the mount `d` lies on (the deepest mount point
+    /// above it).
+    pub fn flags_of(&self, d: &Dentry) -> MountFlags {
+        let root = self.root_fs.lock().unwrap_or_else(|p| p.into_inner()).1;
+        let m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return root;
+        }
+        let path = d.path();
+        m.iter()
+            .filter(|(p, _)| is_under(&path, p))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(root, |(_, x)| x.flags)
     }
 
     /// Removes the mount at absolute `path`; false if nothing is mounted there.
@@ -123,16 +220,19 @@ impl Vfs {
 
     /// Records what the root filesystem is, for the mount table.
     pub fn set_root_fstype(&self, fstype: &'static str, readonly: bool) {
-        *self.root_fs.lock().unwrap_or_else(|p| p.into_inner()) = (fstype, readonly);
+        let mut r = self.root_fs.lock().unwrap_or_else(|p| p.into_inner());
+        r.0 = fstype;
+        r.1.readonly = readonly;
     }
 
     /// The mount table: the root first, then each mount in mount order.
     pub fn mount_points(&self) -> Vec<MountPoint> {
-        let (fstype, readonly) = *self.root_fs.lock().unwrap_or_else(|p| p.into_inner());
+        let (fstype, flags) = *self.root_fs.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = vec![MountPoint {
             path: b"/".to_vec(),
             fstype,
-            readonly,
+            readonly: flags.readonly,
+            flags,
             root: self.root.inode.clone(),
         }];
         let m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,7 +241,8 @@ impl Vfs {
         out.extend(v.into_iter().map(|(p, x)| MountPoint {
             path: p.clone(),
             fstype: x.fstype,
-            readonly: false,
+            readonly: x.flags.readonly,
+            flags: x.flags,
             root: x.root.clone(),
         }));
         out

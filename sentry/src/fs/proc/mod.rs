@@ -19,6 +19,7 @@
 //! (meminfo, cpuinfo, stat, …), `sys` (/proc/sys).
 
 mod fds;
+mod net;
 mod pid;
 mod root;
 mod sys;

@@ -3,7 +3,7 @@
 //! Threads that do not lead a group are not listed but can be looked up
 //! by tid, as on Linux.
 
-use super::{dir, file, link, pid, sys, system, DirOps, Kind, Node, Owner, ProcFs, ProcRef};
+use super::{file, link, pid, sys, system, DirOps, Kind, Node, Owner, ProcFs, ProcRef};
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::current;
 use crate::kernel::Kernel;
@@ -51,15 +51,7 @@ const STATIC: &[(&str, Maker)] = &[
             |_| Ok(b"self/mounts".to_vec()),
         )
     }),
-    ("net", |fs| {
-        dir(
-            fs,
-            "net",
-            0o555,
-            &Owner::Kernel,
-            super::Table::new(Vec::new()),
-        )
-    }),
+    ("net", super::net::new_net),
     ("stat", |fs| {
         let f = fs.clone();
         file(fs, "stat", &Owner::Kernel, move |k| Ok(system::stat(&f, k)))

@@ -710,7 +710,7 @@ pub(super) struct MountRow {
     pub parent: u32,
     pub path: Vec<u8>,
     pub fstype: &'static str,
-    pub readonly: bool,
+    pub flags: crate::vfs::path::MountFlags,
     pub dev: u64,
 }
 
@@ -736,7 +736,7 @@ pub(super) fn mount_rows(k: &Kernel) -> Vec<MountRow> {
             parent,
             path: mp.path.clone(),
             fstype: mp.fstype,
-            readonly: mp.readonly,
+            flags: mp.flags,
             dev: mp.root.stat().map(|s| s.dev).unwrap_or(0),
         });
     }
@@ -765,12 +765,8 @@ fn mangle(p: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn opts(r: &MountRow) -> &'static str {
-    if r.readonly {
-        "ro"
-    } else {
-        "rw"
-    }
+fn opts(r: &MountRow) -> String {
+    r.flags.options()
 }
 
 pub(super) fn mounts(k: &Kernel) -> Vec<u8> {

@@ -1,0 +1,577 @@
+//! The sandbox's cgroup on the host: created from config.json's
+//! `linux.cgroupsPath`, given `linux.resources` (cgroup v1 and v2), joined
+//! by the sandbox's host processes (sentry and gofers), frozen for
+//! pause/resume, read for stats, and removed on delete.
+//!
+//! Every guest page lives in the sentry's memory file and every guest
+//! instruction runs in a stub process of the sandbox, so limits on the
+//! sandbox's cgroup bound the whole container: a memory limit ends in the
+//! kernel's OOM killer taking the sandbox (exit 137), as with runc.
+//! `linux.resources.devices` is not applied: the sentry never opens host
+//! devices for the guest, its /dev is its own.
+
+use anyhow::{bail, Context as _, Result};
+use oci_spec::runtime::LinuxResources;
+use std::path::{Path, PathBuf};
+
+/// Controllers a v1 sandbox cgroup is made in.
+const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "cpuset", "pids", "blkio"];
+/// The freezer is joined too (pause/resume).
+const V1_FREEZER: &str = "freezer";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// One hierarchy per controller under `root`.
+    V1,
+    /// The unified hierarchy at `root`.
+    V2,
+}
+
+/// The cgroup hierarchy of the host, found at `root` (normally
+/// /sys/fs/cgroup): v2 when `root/cgroup.controllers` exists.
+pub fn detect(root: &Path) -> Version {
+    if root.join("cgroup.controllers").exists() {
+        Version::V2
+    } else {
+        Version::V1
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Cgroup {
+    pub version: Version,
+    /// The leaf directories made for this sandbox (one per v1 controller
+    /// hierarchy; one for v2).
+    pub dirs: Vec<PathBuf>,
+}
+
+/// `cgroupsPath` under a hierarchy root; relative paths are taken from the
+/// root too (our own cgroup is not a meaningful parent for a daemon).
+fn under(root: &Path, cgroups_path: &str) -> Result<PathBuf> {
+    let rel = cgroups_path.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+        bail!("linux.cgroupsPath: {cgroups_path:?} is not a valid cgroup path");
+    }
+    Ok(root.join(rel))
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    std::fs::write(dir.join(file), value)
+        .with_context(|| format!("writing {value:?} to {}", dir.join(file).display()))
+}
+
+/// mkdir -p for a v1 cpuset hierarchy: each new level copies its
+/// parent's cpus and mems (an empty cpuset cannot take tasks).
+fn mkdir_cpuset(root: &Path, leaf: &Path) -> Result<()> {
+    let rel = leaf.strip_prefix(root).unwrap_or(leaf);
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        let parent = cur.clone();
+        cur.push(c);
+        if !cur.exists() {
+            std::fs::create_dir(&cur).with_context(|| format!("creating {}", cur.display()))?;
+        }
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = std::fs::read_to_string(cur.join(f)).unwrap_or_default();
+            if mine.trim().is_empty() {
+                let theirs = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                if !theirs.trim().is_empty() {
+                    write(&cur, f, theirs.trim())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// v2: enables the controllers we use on every level above `leaf`.
+fn enable_v2_controllers(root: &Path, leaf: &Path) -> Result<()> {
+    let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let wanted: Vec<&str> = ["cpu", "cpuset", "io", "memory", "pids"]
+        .into_iter()
+        .filter(|c| available.split_whitespace().any(|a| a == *c))
+        .collect();
+    let rel = leaf.strip_prefix(root).unwrap_or(leaf);
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        for w in &wanted {
+            // Already enabled or not delegated: the resource writes below
+            // report what is really missing.
+            let _ = write(&cur, "cgroup.subtree_control", &format!("+{w}"));
+        }
+        cur.push(c);
+        if !cur.exists() {
+            std::fs::create_dir(&cur).with_context(|| format!("creating {}", cur.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// v1 cpu.shares → v2 cpu.weight, as runc converts.
+fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142
+}
+
+/// v1 blkio.weight (10–1000) → v2 io.weight (1–10000), as runc converts.
+fn blkio_to_io_weight(w: u16) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + ((w.clamp(10, 1000) as u64 - 10) * 9999) / 990
+}
+
+fn limit_v2(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+impl Cgroup {
+    /// Creates the sandbox's cgroup and applies `res`.
+    pub fn create(root: &Path, cgroups_path: &str, res: Option<&LinuxResources>) -> Result<Cgroup> {
+        let version = detect(root);
+        let mut dirs = Vec::new();
+        match version {
+            Version::V1 => {
+                for ctrl in V1_CONTROLLERS.iter().chain(std::iter::once(&V1_FREEZER)) {
+                    let base = root.join(ctrl);
+                    if !base.is_dir() {
+                        continue;
+                    }
+                    let leaf = under(&base, cgroups_path)?;
+                    // cpu and cpuacct are often one hierarchy.
+                    let canon = leaf.clone();
+                    if dirs.iter().any(|d: &PathBuf| {
+                        d.canonicalize()
+                            .ok()
+                            .zip(canon.canonicalize().ok())
+                            .is_some_and(|(a, b)| a == b)
+                    }) {
+                        continue;
+                    }
+                    if *ctrl == "cpuset" {
+                        mkdir_cpuset(&base, &leaf)?;
+                    } else {
+                        std::fs::create_dir_all(&leaf)
+                            .with_context(|| format!("creating {}", leaf.display()))?;
+                    }
+                    dirs.push(leaf);
+                }
+                if dirs.is_empty() {
+                    bail!("no cgroup v1 controllers under {}", root.display());
+                }
+            }
+            Version::V2 => {
+                let leaf = under(root, cgroups_path)?;
+                enable_v2_controllers(root, &leaf)?;
+                dirs.push(leaf);
+            }
+        }
+        let cg = Cgroup { version, dirs };
+        if let Some(r) = res {
+            if let Err(e) = cg.apply(r) {
+                let _ = cg.destroy();
+                return Err(e);
+            }
+        }
+        Ok(cg)
+    }
+
+    /// The directory of controller `ctrl` (v1), or the unified one (v2).
+    pub fn dir(&self, ctrl: &str) -> Option<&Path> {
+        match self.version {
+            Version::V2 => self.dirs.first().map(PathBuf::as_path),
+            Version::V1 => self
+                .dirs
+                .iter()
+                .find(|d| {
+                    d.ancestors().any(|a| {
+                        a.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.split(',').any(|c| c == ctrl))
+                    })
+                })
+                .map(PathBuf::as_path),
+        }
+    }
+
+    fn need(&self, ctrl: &str, field: &str) -> Result<&Path> {
+        self.dir(ctrl).with_context(|| {
+            format!("{field}: the {ctrl} cgroup controller is not available on this host")
+        })
+    }
+
+    /// Writes `linux.resources` to the cgroup files.
+    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        let v2 = self.version == Version::V2;
+        if let Some(m) = r.memory() {
+            let d = self.need("memory", "linux.resources.memory")?;
+            if let Some(l) = m.limit() {
+                if v2 {
+                    write(d, "memory.max", &limit_v2(l))?;
+                } else {
+                    write(d, "memory.limit_in_bytes", &l.to_string())?;
+                }
+            }
+            if let Some(res) = m.reservation() {
+                if v2 {
+                    write(d, "memory.low", &limit_v2(res))?;
+                } else {
+                    write(d, "memory.soft_limit_in_bytes", &res.to_string())?;
+                }
+            }
+            if let Some(swap) = m.swap() {
+                if v2 {
+                    // OCI's swap is memory+swap; v2 limits swap alone.
+                    let v = match (swap, m.limit()) {
+                        (s, _) if s < 0 => "max".to_string(),
+                        (s, Some(l)) if l >= 0 => s.saturating_sub(l).max(0).to_string(),
+                        (s, _) => s.to_string(),
+                    };
+                    if d.join("memory.swap.max").exists() {
+                        write(d, "memory.swap.max", &v)?;
+                    }
+                } else if d.join("memory.memsw.limit_in_bytes").exists() {
+                    write(d, "memory.memsw.limit_in_bytes", &swap.to_string())?;
+                } else {
+                    tracing::warn!("swap accounting is off on this host: memory.swap not applied");
+                }
+            }
+            if let Some(sw) = m.swappiness() {
+                if !v2 && sw <= 100 {
+                    write(d, "memory.swappiness", &sw.to_string())?;
+                }
+            }
+            if m.disable_oom_killer() == Some(true) {
+                if v2 {
+                    bail!("linux.resources.memory.disableOOMKiller: not supported with cgroup v2");
+                }
+                write(d, "memory.oom_control", "1")?;
+            }
+        }
+        if let Some(c) = r.cpu() {
+            let d = self.need("cpu", "linux.resources.cpu")?;
+            if let Some(s) = c.shares() {
+                if v2 {
+                    let w = shares_to_weight(s);
+                    if w != 0 {
+                        write(d, "cpu.weight", &w.to_string())?;
+                    }
+                } else if s != 0 {
+                    write(d, "cpu.shares", &s.to_string())?;
+                }
+            }
+            let (quota, period) = (c.quota(), c.period());
+            if quota.is_some() || period.is_some() {
+                if v2 {
+                    let q = match quota {
+                        Some(q) if q > 0 => q.to_string(),
+                        _ => "max".into(),
+                    };
+                    let p = period.filter(|p| *p > 0).unwrap_or(100_000);
+                    write(d, "cpu.max", &format!("{q} {p}"))?;
+                } else {
+                    if let Some(p) = period.filter(|p| *p > 0) {
+                        write(d, "cpu.cfs_period_us", &p.to_string())?;
+                    }
+                    if let Some(q) = quota {
+                        write(
+                            d,
+                            "cpu.cfs_quota_us",
+                            &if q > 0 { q } else { -1 }.to_string(),
+                        )?;
+                    }
+                }
+            }
+            for (val, file) in [(c.cpus(), "cpuset.cpus"), (c.mems(), "cpuset.mems")] {
+                if let Some(v) = val.as_ref().filter(|v| !v.is_empty()) {
+                    let d = self.need("cpuset", "linux.resources.cpu.cpus/mems")?;
+                    write(d, file, v)?;
+                }
+            }
+        }
+        if let Some(p) = r.pids() {
+            let d = self.need("pids", "linux.resources.pids")?;
+            let l = p.limit();
+            write(
+                d,
+                "pids.max",
+                &if l > 0 { l.to_string() } else { "max".into() },
+            )?;
+        }
+        if let Some(b) = r.block_io() {
+            let ctrl = if v2 { "io" } else { "blkio" };
+            if let Some(w) = b.weight() {
+                let d = self.need(ctrl, "linux.resources.blockIO.weight")?;
+                if v2 {
+                    let f = if d.join("io.bfq.weight").exists() {
+                        ("io.bfq.weight", w.to_string())
+                    } else {
+                        ("io.weight", format!("default {}", blkio_to_io_weight(w)))
+                    };
+                    if d.join(f.0).exists() {
+                        write(d, f.0, &f.1)?;
+                    } else {
+                        tracing::warn!(
+                            "no I/O weight control on this host: blockIO.weight not applied"
+                        );
+                    }
+                } else if d.join("blkio.weight").exists() {
+                    write(d, "blkio.weight", &w.to_string())?;
+                } else {
+                    tracing::warn!("no blkio.weight on this host (no CFQ/BFQ): not applied");
+                }
+            }
+            let throttles = [
+                (
+                    b.throttle_read_bps_device(),
+                    "blkio.throttle.read_bps_device",
+                    "rbps",
+                ),
+                (
+                    b.throttle_write_bps_device(),
+                    "blkio.throttle.write_bps_device",
+                    "wbps",
+                ),
+                (
+                    b.throttle_read_iops_device(),
+                    "blkio.throttle.read_iops_device",
+                    "riops",
+                ),
+                (
+                    b.throttle_write_iops_device(),
+                    "blkio.throttle.write_iops_device",
+                    "wiops",
+                ),
+            ];
+            for (devs, v1file, v2key) in throttles {
+                for t in devs.iter().flatten() {
+                    let d = self.need(ctrl, "linux.resources.blockIO.throttle*")?;
+                    let (maj, min, rate) = (t.major(), t.minor(), t.rate());
+                    if v2 {
+                        write(d, "io.max", &format!("{maj}:{min} {v2key}={rate}"))?;
+                    } else {
+                        write(d, v1file, &format!("{maj}:{min} {rate}"))?;
+                    }
+                }
+            }
+        }
+        if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+            bail!("linux.resources.hugepageLimits: not supported (guest memory is not backed by host huge pages)");
+        }
+        if let Some(u) = r.unified() {
+            if !v2 && !u.is_empty() {
+                bail!("linux.resources.unified: needs cgroup v2, this host has v1");
+            }
+            let d = self.dirs.first().context("no cgroup")?;
+            for (k, v) in u {
+                if k.contains('/') || k.starts_with('.') {
+                    bail!("linux.resources.unified: bad key {k:?}");
+                }
+                write(d, k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves host process `pid` (and, v1, in every hierarchy) into the
+    /// cgroup.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            write(d, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Freezes (pause) or thaws (resume) every process of the sandbox.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        match self.version {
+            Version::V2 => {
+                let d = self.dirs.first().context("no cgroup")?;
+                write(d, "cgroup.freeze", if frozen { "1" } else { "0" })
+            }
+            Version::V1 => {
+                let d = self.need(V1_FREEZER, "pause")?;
+                write(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+            }
+        }
+    }
+
+    /// Memory in use by the sandbox, in bytes.
+    pub fn memory_usage(&self) -> Option<u64> {
+        let (d, f) = match self.version {
+            Version::V2 => (self.dirs.first()?.as_path(), "memory.current"),
+            Version::V1 => (self.dir("memory")?, "memory.usage_in_bytes"),
+        };
+        std::fs::read_to_string(d.join(f)).ok()?.trim().parse().ok()
+    }
+
+    /// Removes the cgroup directories (after the processes are gone;
+    /// retried briefly while the kernel finishes with exiting tasks).
+    pub fn destroy(&self) -> Result<()> {
+        let mut last = Ok(());
+        for d in &self.dirs {
+            if !d.exists() {
+                continue;
+            }
+            last = Ok(());
+            for _ in 0..50 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => {
+                        last = Ok(());
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) => {
+                        last = Err(e).with_context(|| format!("removing {}", d.display()));
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+
+    /// A fake cgroupfs: real directories and files (the kernel's files
+    /// appear on mkdir; here the test pre-creates the ones read back).
+    fn fake(v2: bool) -> PathBuf {
+        let root = std::env::temp_dir().join(format!(
+            "cgroup-test-{}-{}",
+            std::process::id(),
+            if v2 { 2 } else { 1 }
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        if v2 {
+            std::fs::write(
+                root.join("cgroup.controllers"),
+                "cpuset cpu io memory pids\n",
+            )
+            .expect("w");
+        } else {
+            for c in ["memory", "cpu,cpuacct", "cpuset", "pids", "freezer"] {
+                std::fs::create_dir_all(root.join(c)).expect("mkdir");
+            }
+            std::os::unix::fs::symlink("cpu,cpuacct", root.join("cpu")).expect("symlink");
+            std::os::unix::fs::symlink("cpu,cpuacct", root.join("cpuacct")).expect("symlink");
+            std::fs::write(root.join("cpuset/cpuset.cpus"), "0-1\n").expect("w");
+            std::fs::write(root.join("cpuset/cpuset.mems"), "0\n").expect("w");
+        }
+        root
+    }
+
+    fn resources() -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .swap(128i64 << 20)
+                    .build()
+                    .expect("memory"),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .cpus("0")
+                    .build()
+                    .expect("cpu"),
+            )
+            .pids(
+                LinuxPidsBuilder::default()
+                    .limit(20i64)
+                    .build()
+                    .expect("pids"),
+            )
+            .build()
+            .expect("resources")
+    }
+
+    fn read(p: PathBuf) -> String {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn v1_files_and_inherited_cpuset() {
+        let root = fake(false);
+        let cg = Cgroup::create(&root, "/docker/abc", Some(&resources())).expect("create");
+        let mem = root.join("memory/docker/abc");
+        assert_eq!(
+            read(mem.join("memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read(root.join("cpu/docker/abc/cpu.shares")), "512");
+        assert_eq!(read(root.join("cpu/docker/abc/cpu.cfs_quota_us")), "50000");
+        assert_eq!(
+            read(root.join("cpu/docker/abc/cpu.cfs_period_us")),
+            "100000"
+        );
+        // The intermediate level inherited the parent's cpuset; the leaf
+        // got its own cpus.
+        assert_eq!(read(root.join("cpuset/docker/cpuset.cpus")), "0-1");
+        assert_eq!(read(root.join("cpuset/docker/abc/cpuset.cpus")), "0");
+        assert_eq!(read(root.join("pids/docker/abc/pids.max")), "20");
+        // cpu and cpuacct are one hierarchy: one directory for both.
+        assert_eq!(
+            cg.dirs
+                .iter()
+                .filter(|d| d.starts_with(root.join("cpu")))
+                .count()
+                + cg.dirs
+                    .iter()
+                    .filter(|d| d.starts_with(root.join("cpuacct")))
+                    .count(),
+            1
+        );
+        cg.freeze(true).expect("freeze");
+        assert_eq!(
+            read(root.join("freezer/docker/abc/freezer.state")),
+            "FROZEN"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn v2_files_and_conversions() {
+        let root = fake(true);
+        std::fs::create_dir_all(root.join("docker/abc")).expect("mkdir");
+        std::fs::write(root.join("docker/abc/memory.swap.max"), "").expect("w");
+        let cg = Cgroup::create(&root, "docker/abc", Some(&resources())).expect("create");
+        let d = root.join("docker/abc");
+        assert_eq!(read(d.join("memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(d.join("memory.swap.max")), (64u64 << 20).to_string());
+        assert_eq!(read(d.join("cpu.max")), "50000 100000");
+        assert_eq!(
+            read(d.join("cpu.weight")),
+            shares_to_weight(512).to_string()
+        );
+        assert_eq!(read(d.join("pids.max")), "20");
+        assert_eq!(read(d.join("cpuset.cpus")), "0");
+        cg.freeze(true).expect("freeze");
+        assert_eq!(read(d.join("cgroup.freeze")), "1");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn bad_paths_and_conversions() {
+        assert!(under(Path::new("/x"), "/a/../b").is_err());
+        assert!(under(Path::new("/x"), "/").is_err());
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(blkio_to_io_weight(500), 1 + (490 * 9999) / 990);
+    }
+}

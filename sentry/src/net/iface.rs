@@ -1,0 +1,163 @@
+//! The sandbox's network interfaces and routes as the netstack sees them,
+//! for netlink (`ip addr`, getifaddrs), ioctls and /proc/net.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const IFF_UP: u32 = libc::IFF_UP as u32;
+pub const IFF_LOOPBACK: u32 = libc::IFF_LOOPBACK as u32;
+pub const IFF_RUNNING: u32 = libc::IFF_RUNNING as u32;
+pub const IFF_LOWER_UP: u32 = 0x10000;
+pub const ARPHRD_LOOPBACK: u16 = 772;
+pub const ARPHRD_ETHER: u16 = 1;
+pub const RT_SCOPE_UNIVERSE: u8 = 0;
+pub const RT_SCOPE_LINK: u8 = 253;
+pub const RT_SCOPE_HOST: u8 = 254;
+pub const RT_TABLE_MAIN: u8 = 254;
+pub const RT_TABLE_LOCAL: u8 = 255;
+pub const RTN_UNICAST: u8 = 1;
+pub const RTN_LOCAL: u8 = 2;
+pub const RTN_BROADCAST: u8 = 3;
+pub const RTPROT_KERNEL: u8 = 2;
+
+#[derive(Clone, Debug)]
+pub struct IfAddr {
+    pub ip: IpAddr,
+    pub prefix: u8,
+    pub scope: u8,
+}
+
+#[derive(Clone, Debug)]
+pub struct Interface {
+    pub index: u32,
+    pub name: String,
+    /// IFF_* flags.
+    pub flags: u32,
+    pub mtu: u32,
+    /// ARPHRD_* link type.
+    pub kind: u16,
+    pub mac: [u8; 6],
+    pub broadcast: [u8; 6],
+    pub txqlen: u32,
+    pub addrs: Vec<IfAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub dst: IpAddr,
+    pub dst_len: u8,
+    /// RTN_* route type.
+    pub kind: u8,
+    pub scope: u8,
+    pub table: u8,
+    pub protocol: u8,
+    pub oif: u32,
+    pub prefsrc: Option<IpAddr>,
+    pub gateway: Option<IpAddr>,
+    /// RTA_PRIORITY (IPv6 routes always carry one).
+    pub priority: Option<u32>,
+}
+
+/// The loopback interface, as a fresh network namespace has it once `lo`
+/// is up.
+pub fn loopback() -> Interface {
+    Interface {
+        index: 1,
+        name: "lo".into(),
+        flags: IFF_UP | IFF_LOOPBACK | IFF_RUNNING | IFF_LOWER_UP,
+        mtu: 65536,
+        kind: ARPHRD_LOOPBACK,
+        mac: [0; 6],
+        broadcast: [0; 6],
+        txqlen: 1000,
+        addrs: vec![
+            IfAddr {
+                ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                prefix: 8,
+                scope: RT_SCOPE_HOST,
+            },
+            IfAddr {
+                ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                prefix: 128,
+                scope: RT_SCOPE_HOST,
+            },
+        ],
+    }
+}
+
+/// The interfaces of the sentry's network stack.
+pub fn interfaces() -> Vec<Interface> {
+    vec![loopback()]
+}
+
+/// The kernel routes Linux derives from the interfaces' addresses: local
+/// routes for each address and its subnet, the subnet broadcast, and (for
+/// non-loopback interfaces) the subnet in the main table.
+pub fn routes() -> Vec<Route> {
+    let mut out = Vec::new();
+    for i in interfaces() {
+        for a in &i.addrs {
+            match a.ip {
+                IpAddr::V4(ip) => {
+                    let bits = u32::from(ip);
+                    let mask = if a.prefix == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - a.prefix as u32)
+                    };
+                    let net = Ipv4Addr::from(bits & mask);
+                    let bcast = Ipv4Addr::from(bits | !mask);
+                    let loopback = i.flags & IFF_LOOPBACK != 0;
+                    let local = |dst: Ipv4Addr, len: u8| Route {
+                        dst: IpAddr::V4(dst),
+                        dst_len: len,
+                        kind: RTN_LOCAL,
+                        scope: RT_SCOPE_HOST,
+                        table: RT_TABLE_LOCAL,
+                        protocol: RTPROT_KERNEL,
+                        oif: i.index,
+                        prefsrc: Some(a.ip),
+                        gateway: None,
+                        priority: None,
+                    };
+                    if loopback {
+                        out.push(local(net, a.prefix));
+                    } else {
+                        out.push(Route {
+                            dst: IpAddr::V4(net),
+                            dst_len: a.prefix,
+                            kind: RTN_UNICAST,
+                            scope: RT_SCOPE_LINK,
+                            table: RT_TABLE_MAIN,
+                            protocol: RTPROT_KERNEL,
+                            oif: i.index,
+                            prefsrc: Some(a.ip),
+                            gateway: None,
+                            priority: None,
+                        });
+                    }
+                    out.push(local(ip, 32));
+                    if a.prefix < 31 {
+                        out.push(Route {
+                            kind: RTN_BROADCAST,
+                            scope: RT_SCOPE_LINK,
+                            ..local(bcast, 32)
+                        });
+                    }
+                }
+                IpAddr::V6(ip) => out.push(Route {
+                    dst: IpAddr::V6(ip),
+                    dst_len: 128,
+                    kind: RTN_LOCAL,
+                    scope: RT_SCOPE_UNIVERSE,
+                    table: RT_TABLE_LOCAL,
+                    protocol: RTPROT_KERNEL,
+                    oif: i.index,
+                    prefsrc: None,
+                    gateway: None,
+                    priority: Some(0),
+                }),
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,582 @@
+//! UDP sockets (SOCK_DGRAM) on the sandbox's stack: a smoltcp UDP socket
+//! bound on first bind, connect or send; connect sets a default peer and
+//! filters what is received, as on Linux.
+
+use super::{
+    bindable, canonical, from_endpoint, listen_addr, route, stack, to_endpoint, Binding, Inner,
+    PROTO_UDP, UDP_BUF_SIZE,
+};
+use crate::errno::{Errno, KResult};
+use crate::fs::{lock, next_ino};
+use crate::kernel::task::Task;
+use crate::kernel::waiter::WaitQueue;
+use crate::net::inet::{format_sockaddr, is_unspec, parse_sockaddr, unspecified};
+use crate::net::socket::{
+    deadline, int_opt, read_int_opt, wait_errno, CommonOpts, RecvMsg, SendControl, Socket,
+};
+use crate::net::unix::{sockfs_dev, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
+use crate::vfs::file::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
+use crate::vfs::{File, FileOps, Stat, Timespec};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::udp;
+use smoltcp::wire::IpListenEndpoint;
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+const RCV_SHUTDOWN: u8 = 1;
+const SEND_SHUTDOWN: u8 = 2;
+/// The largest UDP payload over IPv4 (65535 less IP and UDP headers).
+pub const MAX_PAYLOAD_V4: usize = 65507;
+/// Over IPv6 on our loopback: the MTU less the IPv6 and UDP headers (we
+/// do not fragment, so this is below Linux's 65527).
+pub const MAX_PAYLOAD_V6: usize = super::MTU - 48;
+/// Datagrams each queue holds.
+const QUEUE_PACKETS: usize = 256;
+
+struct St {
+    bound: Option<SocketAddr>,
+    h: Option<SocketHandle>,
+    peer: Option<SocketAddr>,
+    opts: CommonOpts,
+    v6only: bool,
+    shut: u8,
+    err: i32,
+    sndbuf: usize,
+    rcvbuf: usize,
+    tos: i32,
+    ttl: i32,
+    tclass: i32,
+    hops: i32,
+}
+
+pub struct UdpSocket {
+    family: i32,
+    id: u64,
+    ino: u64,
+    uid: u32,
+    gid: u32,
+    ctime: Timespec,
+    queue: Arc<WaitQueue>,
+    st: Mutex<St>,
+}
+
+type Attempt<T> = Option<KResult<T>>;
+
+fn udp_socket() -> udp::Socket<'static> {
+    let buf = || {
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; QUEUE_PACKETS],
+            vec![0u8; UDP_BUF_SIZE],
+        )
+    };
+    udp::Socket::new(buf(), buf())
+}
+
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    canonical(a.ip()) == canonical(b.ip()) && a.port() == b.port()
+}
+
+impl UdpSocket {
+    pub fn new(t: &Task, family: i32) -> Arc<UdpSocket> {
+        let c = t.creds();
+        Arc::new(UdpSocket {
+            family,
+            id: super::next_id(),
+            ino: next_ino(),
+            uid: c.fsuid,
+            gid: c.fsgid,
+            ctime: Timespec::now(),
+            queue: Arc::new(WaitQueue::new()),
+            st: Mutex::new(St {
+                bound: None,
+                h: None,
+                peer: None,
+                opts: CommonOpts::default(),
+                v6only: false,
+                shut: 0,
+                err: 0,
+                sndbuf: UDP_BUF_SIZE,
+                rcvbuf: UDP_BUF_SIZE,
+                tos: 0,
+                ttl: 64,
+                tclass: 0,
+                hops: 64,
+            }),
+        })
+    }
+
+    /// Binds `addr` (port 0: ephemeral) and opens the smoltcp socket.
+    fn bind_locked(&self, s: &mut St, n: &mut Inner, addr: SocketAddr) -> KResult<SocketHandle> {
+        let b = Binding {
+            id: self.id,
+            ip: addr.ip(),
+            v6only: s.v6only,
+            reuse: s.opts.reuseaddr,
+            reuseport: s.opts.reuseport,
+            listening: false,
+        };
+        let port = n.bind(PROTO_UDP, b, addr.port())?;
+        let mut k = udp_socket();
+        let ep = IpListenEndpoint {
+            addr: listen_addr(addr.ip(), s.v6only),
+            port,
+        };
+        if k.bind(ep).is_err() {
+            n.unbind(PROTO_UDP, self.id, port);
+            return Err(Errno::EINVAL);
+        }
+        let h = n.sockets.add(k);
+        n.watch(h, &self.queue);
+        s.bound = Some(SocketAddr::new(addr.ip(), port));
+        s.h = Some(h);
+        Ok(h)
+    }
+
+    fn ensure_bound(&self, s: &mut St, n: &mut Inner) -> KResult<SocketHandle> {
+        match s.h {
+            Some(h) => Ok(h),
+            None => self.bind_locked(s, n, unspecified(self.family)),
+        }
+    }
+
+    fn do_bind(&self, t: &Task, sa: &[u8]) -> KResult<()> {
+        let addr = parse_sockaddr(self.family, sa)?;
+        if is_unspec(sa) && !addr.ip().is_unspecified() {
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        let mut g = lock(&self.st);
+        let s = &mut *g;
+        if s.h.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        if !bindable(addr.ip()) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        if addr.port() != 0 && addr.port() < 1024 && !t.creds().privileged() {
+            return Err(Errno::EACCES);
+        }
+        stack().with(|n| self.bind_locked(s, n, addr))?;
+        Ok(())
+    }
+
+    fn do_connect(&self, sa: &[u8]) -> KResult<()> {
+        let mut g = lock(&self.st);
+        let s = &mut *g;
+        if is_unspec(sa) {
+            s.peer = None;
+            return Ok(());
+        }
+        let addr = parse_sockaddr(self.family, sa)?;
+        let dst = route(addr.ip())?;
+        if dst.is_ipv4() && self.family == libc::AF_INET6 && s.v6only {
+            return Err(Errno::ENETUNREACH);
+        }
+        stack().with(|n| self.ensure_bound(s, n))?;
+        s.peer = Some(SocketAddr::new(dst, addr.port()));
+        Ok(())
+    }
+
+    fn dest(&self, s: &St, to: Option<&[u8]>) -> KResult<SocketAddr> {
+        match to {
+            Some(sa) => {
+                let a = parse_sockaddr(self.family, sa)?;
+                let dst = route(a.ip())?;
+                if dst.is_ipv4() && self.family == libc::AF_INET6 && s.v6only {
+                    return Err(Errno::ENETUNREACH);
+                }
+                if a.port() == 0 {
+                    return Err(Errno::EINVAL);
+                }
+                Ok(SocketAddr::new(dst, a.port()))
+            }
+            None => s.peer.ok_or(Errno::EDESTADDRREQ),
+        }
+    }
+
+    fn try_send(&self, data: &[u8], to: Option<&[u8]>) -> Attempt<usize> {
+        let mut g = lock(&self.st);
+        let s = &mut *g;
+        if s.shut & SEND_SHUTDOWN != 0 {
+            return Some(Err(Errno::EPIPE));
+        }
+        let dst = match self.dest(s, to) {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
+        let max = if dst.is_ipv4() {
+            MAX_PAYLOAD_V4
+        } else {
+            MAX_PAYLOAD_V6
+        };
+        if data.len() > max {
+            return Some(Err(Errno::EMSGSIZE));
+        }
+        stack().with(|n| {
+            let h = match self.ensure_bound(s, n) {
+                Ok(h) => h,
+                Err(e) => return Some(Err(e)),
+            };
+            match n.udp(h).send_slice(data, to_endpoint(dst)) {
+                Ok(()) => Some(Ok(data.len())),
+                Err(udp::SendError::BufferFull) => None,
+                Err(udp::SendError::Unaddressable) => Some(Err(Errno::EINVAL)),
+            }
+        })
+    }
+
+    fn do_send(&self, t: &Task, data: &[u8], to: Option<&[u8]>, nonblock: bool) -> KResult<usize> {
+        if let Some(r) = self.try_send(data, to) {
+            return r;
+        }
+        if nonblock {
+            return Err(Errno::EAGAIN);
+        }
+        let timeo = lock(&self.st).opts.sndtimeo;
+        t.block_until(&[&self.queue], &[], deadline(timeo), || {
+            self.try_send(data, to)
+        })
+        .map_err(|e| wait_errno(e, timeo))
+    }
+
+    fn try_recv(&self, buf: &mut [u8], peek: bool) -> Attempt<RecvMsg> {
+        let mut g = lock(&self.st);
+        let s = &mut *g;
+        let family = self.family;
+        stack().with(|n| {
+            if let Some(h) = s.h {
+                let k = n.udp(h);
+                while let Ok((p, m)) = k.peek() {
+                    let from = from_endpoint(m.endpoint);
+                    if s.peer.is_some_and(|peer| !same_addr(peer, from)) {
+                        // Connected: datagrams from others are dropped.
+                        let _ = k.recv();
+                        continue;
+                    }
+                    let c = p.len().min(buf.len());
+                    buf[..c].copy_from_slice(&p[..c]);
+                    let full = p.len();
+                    if !peek {
+                        let _ = k.recv();
+                    }
+                    return Some(Ok(RecvMsg {
+                        copied: c,
+                        full,
+                        addr: Some(format_sockaddr(family, from)),
+                        ..Default::default()
+                    }));
+                }
+            }
+            if s.err != 0 {
+                return Some(Err(Errno(std::mem::take(&mut s.err))));
+            }
+            if s.shut & RCV_SHUTDOWN != 0 {
+                return Some(Ok(RecvMsg::default()));
+            }
+            None
+        })
+    }
+
+    fn do_recv(&self, t: &Task, buf: &mut [u8], flags: i32, nonblock: bool) -> KResult<RecvMsg> {
+        if flags & libc::MSG_OOB != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let peek = flags & libc::MSG_PEEK != 0;
+        if let Some(r) = self.try_recv(buf, peek) {
+            return r;
+        }
+        if nonblock {
+            return Err(Errno::EAGAIN);
+        }
+        let timeo = lock(&self.st).opts.rcvtimeo;
+        t.block_until(&[&self.queue], &[], deadline(timeo), || {
+            self.try_recv(buf, peek)
+        })
+        .map_err(|e| wait_errno(e, timeo))
+    }
+
+    /// FIONREAD: the next datagram's length.
+    fn inq(&self) -> usize {
+        let s = lock(&self.st);
+        let Some(h) = s.h else {
+            return 0;
+        };
+        stack().peek(|n| n.udp(h).peek().map(|(p, _)| p.len()).unwrap_or(0))
+    }
+
+    fn outq(&self) -> usize {
+        let s = lock(&self.st);
+        let Some(h) = s.h else {
+            return 0;
+        };
+        stack().peek(|n| n.udp(h).send_queue())
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        let s = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
+        let (h, bound, id) = (s.h, s.bound, self.id);
+        if h.is_none() && bound.is_none() {
+            return;
+        }
+        stack().with(|n| {
+            if let Some(h) = h {
+                n.remove(h);
+            }
+            if let Some(b) = bound {
+                n.unbind(PROTO_UDP, id, b.port());
+            }
+        });
+    }
+}
+
+impl Socket for UdpSocket {
+    fn family(&self) -> i32 {
+        self.family
+    }
+
+    fn sock_type(&self) -> i32 {
+        libc::SOCK_DGRAM
+    }
+
+    fn protocol(&self) -> i32 {
+        libc::IPPROTO_UDP
+    }
+
+    fn bind(&self, t: &Task, addr: &[u8]) -> KResult<()> {
+        self.do_bind(t, addr)
+    }
+
+    fn listen(&self, _t: &Task, _backlog: i32) -> KResult<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn accept(&self, _t: &Task, _nonblock: bool) -> KResult<(Arc<dyn FileOps>, Vec<u8>)> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn connect(&self, _t: &Task, addr: &[u8], _nonblock: bool) -> KResult<()> {
+        self.do_connect(addr)
+    }
+
+    fn sockname(&self) -> KResult<Vec<u8>> {
+        let s = lock(&self.st);
+        let a = match (s.bound, s.peer) {
+            // Connected: the source address the route chose.
+            (Some(b), Some(p)) if b.ip().is_unspecified() => {
+                SocketAddr::new(route(unspecified_of(p)).unwrap_or(b.ip()), b.port())
+            }
+            (Some(b), _) => b,
+            (None, _) => unspecified(self.family),
+        };
+        Ok(format_sockaddr(self.family, a))
+    }
+
+    fn peername(&self) -> KResult<Vec<u8>> {
+        let s = lock(&self.st);
+        s.peer
+            .map(|p| format_sockaddr(self.family, p))
+            .ok_or(Errno::ENOTCONN)
+    }
+
+    fn sendmsg(
+        &self,
+        t: &Task,
+        data: &[u8],
+        to: Option<&[u8]>,
+        _control: SendControl,
+        _flags: i32,
+        nonblock: bool,
+    ) -> KResult<usize> {
+        self.do_send(t, data, to, nonblock)
+    }
+
+    fn recvmsg(&self, t: &Task, buf: &mut [u8], flags: i32, nonblock: bool) -> KResult<RecvMsg> {
+        self.do_recv(t, buf, flags, nonblock)
+    }
+
+    fn shutdown(&self, _t: &Task, how: i32) -> KResult<()> {
+        let mode = match how {
+            libc::SHUT_RD => RCV_SHUTDOWN,
+            libc::SHUT_WR => SEND_SHUTDOWN,
+            libc::SHUT_RDWR => RCV_SHUTDOWN | SEND_SHUTDOWN,
+            _ => return Err(Errno::EINVAL),
+        };
+        let mut s = lock(&self.st);
+        if s.peer.is_none() {
+            return Err(Errno::ENOTCONN);
+        }
+        s.shut |= mode;
+        drop(s);
+        self.queue.notify_all();
+        Ok(())
+    }
+
+    fn getsockopt(&self, _t: &Task, level: i32, name: i32, _len: usize) -> KResult<Vec<u8>> {
+        let mut s = lock(&self.st);
+        match level {
+            libc::SOL_SOCKET => {
+                if let Some(v) = s.opts.get(name) {
+                    return Ok(v);
+                }
+                Ok(match name {
+                    libc::SO_ERROR => int_opt(std::mem::take(&mut s.err)),
+                    libc::SO_SNDBUF => int_opt(s.sndbuf as i32),
+                    libc::SO_RCVBUF => int_opt(s.rcvbuf as i32),
+                    libc::SO_ACCEPTCONN => int_opt(0),
+                    _ => return Err(Errno::ENOPROTOOPT),
+                })
+            }
+            libc::IPPROTO_IP => Ok(int_opt(match name {
+                libc::IP_TOS => s.tos,
+                libc::IP_TTL => s.ttl,
+                _ => return Err(Errno::ENOPROTOOPT),
+            })),
+            libc::IPPROTO_IPV6 if self.family == libc::AF_INET6 => Ok(int_opt(match name {
+                libc::IPV6_V6ONLY => s.v6only as i32,
+                libc::IPV6_TCLASS => s.tclass,
+                libc::IPV6_UNICAST_HOPS => s.hops,
+                _ => return Err(Errno::ENOPROTOOPT),
+            })),
+            _ => Err(Errno::ENOPROTOOPT),
+        }
+    }
+
+    fn setsockopt(&self, _t: &Task, level: i32, name: i32, val: &[u8]) -> KResult<()> {
+        let mut g = lock(&self.st);
+        let s = &mut *g;
+        match level {
+            libc::SOL_SOCKET => {
+                if let Some(r) = s.opts.set(name, val) {
+                    return r;
+                }
+                let v = read_int_opt(val)?;
+                let sz = (v.max(0) as usize).min(MAX_BUF) * 2;
+                match name {
+                    libc::SO_SNDBUF => s.sndbuf = sz.max(MIN_SNDBUF),
+                    libc::SO_RCVBUF => s.rcvbuf = sz.max(MIN_RCVBUF),
+                    _ => return Err(Errno::ENOPROTOOPT),
+                }
+            }
+            libc::IPPROTO_IP => {
+                let v = read_int_opt(val)?;
+                match name {
+                    libc::IP_TOS => s.tos = v & 0xff,
+                    libc::IP_TTL if v == -1 => s.ttl = 64,
+                    libc::IP_TTL if (1..=255).contains(&v) => s.ttl = v,
+                    libc::IP_TTL => return Err(Errno::EINVAL),
+                    _ => return Err(Errno::ENOPROTOOPT),
+                }
+            }
+            libc::IPPROTO_IPV6 if self.family == libc::AF_INET6 => {
+                let v = read_int_opt(val)?;
+                match name {
+                    libc::IPV6_V6ONLY => {
+                        if s.bound.is_some() {
+                            return Err(Errno::EINVAL);
+                        }
+                        s.v6only = v != 0;
+                    }
+                    libc::IPV6_TCLASS if (-1..=255).contains(&v) => s.tclass = v.max(0),
+                    libc::IPV6_UNICAST_HOPS if (-1..=255).contains(&v) => {
+                        s.hops = if v == -1 { 64 } else { v }
+                    }
+                    libc::IPV6_TCLASS | libc::IPV6_UNICAST_HOPS => return Err(Errno::EINVAL),
+                    _ => return Err(Errno::ENOPROTOOPT),
+                }
+            }
+            _ => return Err(Errno::ENOPROTOOPT),
+        }
+        Ok(())
+    }
+}
+
+/// The unspecified address of `p`'s family (route() turns it into the
+/// loopback address a connected socket sends from).
+fn unspecified_of(p: SocketAddr) -> std::net::IpAddr {
+    if canonical(p.ip()).is_ipv4() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    }
+}
+
+impl FileOps for UdpSocket {
+    fn read(&self, t: &Task, f: &File, buf: &mut [u8], _off: u64) -> KResult<usize> {
+        Ok(self.do_recv(t, buf, 0, f.nonblocking())?.copied)
+    }
+
+    fn write(&self, t: &Task, f: &File, buf: &[u8], _off: u64) -> KResult<usize> {
+        self.do_send(t, buf, None, f.nonblocking())
+    }
+
+    fn stat(&self) -> KResult<Stat> {
+        Ok(Stat {
+            dev: sockfs_dev(),
+            ino: self.ino,
+            mode: libc::S_IFSOCK | 0o777,
+            nlink: 1,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            size: 0,
+            blksize: 4096,
+            blocks: 0,
+            atime: self.ctime,
+            mtime: self.ctime,
+            ctime: self.ctime,
+        })
+    }
+
+    fn ioctl(&self, t: &Task, _f: &File, cmd: u32, arg: u64) -> KResult<u64> {
+        let n = match libc::c_ulong::from(cmd) {
+            libc::FIONREAD => self.inq(),
+            libc::TIOCOUTQ => self.outq(),
+            _ => return Err(Errno::ENOTTY),
+        };
+        t.mm().write_u32(arg, n.min(i32::MAX as usize) as u32)?;
+        Ok(0)
+    }
+
+    fn readiness(&self, mask: u32) -> u32 {
+        let s = lock(&self.st);
+        let mut r = 0;
+        if let Some(h) = s.h {
+            let (rx, tx) = stack().peek(|n| {
+                let k = n.udp(h);
+                (k.can_recv(), k.can_send())
+            });
+            if rx {
+                r |= POLLIN | POLLRDNORM;
+            }
+            if tx {
+                r |= POLLOUT | POLLWRNORM;
+            }
+        } else {
+            r |= POLLOUT | POLLWRNORM;
+        }
+        if s.shut & RCV_SHUTDOWN != 0 {
+            r |= POLLIN | POLLRDNORM;
+        }
+        if s.shut == RCV_SHUTDOWN | SEND_SHUTDOWN {
+            r |= POLLHUP;
+        }
+        if s.err != 0 {
+            r |= POLLERR;
+        }
+        r & (mask | POLLHUP | POLLERR)
+    }
+
+    fn queue(&self) -> Option<&WaitQueue> {
+        Some(&self.queue)
+    }
+
+    fn as_socket(&self) -> Option<&dyn Socket> {
+        Some(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,473 @@
+//! AF_INET/AF_INET6 on the sentry's own TCP/IP stack (the default
+//! `--network=sandbox`): each program runs natively and in the sandbox,
+//! and the two runs must print the same thing. Only loopback is used, so
+//! the native run needs no network either.
+
+use integration_tests::*;
+
+#[test]
+fn py_http_server_and_urllib_client() {
+    // A real server in the background of the same sandbox, on a free
+    // port the script finds first, and a urllib client fetching a file.
+    let o = assert_same_spec(&py(r#"
+        import socket, subprocess, sys, time, urllib.request, os, tempfile, hashlib
+        s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()
+        d = tempfile.mkdtemp()
+        body = b''.join(b'line %d of the served file\n' % i for i in range(20000))
+        with open(os.path.join(d, 'file.txt'), 'wb') as f:
+            f.write(body)
+        p = subprocess.Popen([sys.executable, '-m', 'http.server', '--bind', '127.0.0.1', str(port)],
+                             cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(400):
+            try:
+                socket.create_connection(('127.0.0.1', port)).close()
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        r = urllib.request.urlopen('http://127.0.0.1:%d/file.txt' % port)
+        got = r.read()
+        print(r.status, r.headers['Content-Length'], len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(body).hexdigest())
+        try:
+            urllib.request.urlopen('http://127.0.0.1:%d/missing' % port)
+        except urllib.error.HTTPError as e:
+            print('missing', e.code)
+        p.terminate(); p.wait()
+        print('server exit', p.returncode)
+    "#));
+    assert!(
+        o.stdout_str().starts_with("200 588890 588890 True\n"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn py_tcp_udp_error_paths() {
+    // Refused connects, busy ports, EINPROGRESS then SO_ERROR, timeouts,
+    // peek and waitall, FIN and RST (EPIPE with SIGPIPE, ECONNRESET),
+    // UDP with sender addresses and truncation.
+    let o = assert_same_spec(&py(r#"
+        import socket, errno, select, time, struct
+        def err(f):
+            try:
+                r = f()
+                return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        # a closed port: take one from the stack and close it
+        t = socket.socket(); t.bind(('127.0.0.1', 0)); closed = t.getsockname()[1]; t.close()
+        print('connect closed port', err(lambda: socket.socket().connect(('127.0.0.1', closed))))
+        a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(4); port = a.getsockname()[1]
+        print('bind used port', err(lambda: socket.socket().bind(('127.0.0.1', port))))
+        print('bind any used port', err(lambda: socket.socket().bind(('0.0.0.0', port))))
+        print('bind twice', err(lambda: a.bind(('127.0.0.1', 0))))
+        print('bind foreign', err(lambda: socket.socket().bind(('10.1.2.3', 0))))
+        print('listen again', err(lambda: a.listen(8)))
+        print('send unconnected', err(lambda: socket.socket().send(b'x', socket.MSG_NOSIGNAL)))
+        print('recv unconnected', err(lambda: socket.socket().recv(1)))
+        print('peername unconnected', err(lambda: socket.socket().getpeername()))
+        print('shutdown unconnected', err(lambda: socket.socket().shutdown(socket.SHUT_RDWR)))
+        print('accept unlistened', err(lambda: socket.socket().accept()))
+        print('fresh', socket.socket().getsockname())
+        p = select.poll(); u = socket.socket(); p.register(u, select.POLLIN | select.POLLOUT)
+        print('poll fresh', p.poll(0))
+        # non-blocking connect
+        c = socket.socket(); c.setblocking(False)
+        print('nonblocking connect', err(lambda: c.connect(('127.0.0.1', port))))
+        select.select([], [c], [], 5)
+        print('SO_ERROR', c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        print('connect again', err(lambda: c.connect(('127.0.0.1', port))))
+        s, addr = a.accept()
+        print('accepted from client', addr == c.getsockname(), s.getpeername() == c.getsockname(), c.getpeername() == ('127.0.0.1', port))
+        print('accepted sockname', s.getsockname() == ('127.0.0.1', port))
+        a.setblocking(False)
+        print('accept empty', err(lambda: a.accept()))
+        # non-blocking connect to a closed port
+        d = socket.socket(); d.setblocking(False)
+        print('nonblocking connect closed', err(lambda: d.connect(('127.0.0.1', closed))))
+        select.select([], [d], [], 5)
+        print('SO_ERROR closed', errno.errorcode.get(d.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)))
+        # recv timeout
+        c.setblocking(True); c.settimeout(None)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('ll', 0, 50000))
+        print('recv timeout', err(lambda: c.recv(10)))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('ll', 0, 0))
+        print('nonblocking recv', err(lambda: c.recv(10, socket.MSG_DONTWAIT)))
+        # peek, waitall, FIONREAD
+        import fcntl, termios, array
+        s.sendall(b'abcdef')
+        print('peek', c.recv(3, socket.MSG_PEEK))
+        buf = array.array('i', [0]); fcntl.ioctl(c, termios.FIONREAD, buf); print('FIONREAD', buf[0])
+        print('waitall', c.recv(6, socket.MSG_WAITALL))
+        print('nodelay', c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), end=' ')
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        print(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        print('keepalive', c.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), c.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+        # FIN: peer shuts down writing
+        s.shutdown(socket.SHUT_WR)
+        print('eof', c.recv(10))
+        p = select.poll(); p.register(c, select.POLLIN | select.POLLOUT | select.POLLRDHUP)
+        print('poll after fin', p.poll(0))
+        # send after the peer closed: the first send is answered by RST, then EPIPE
+        s.close()
+        print('send after close', err(lambda: c.send(b'x')))
+        time.sleep(0.1)
+        print('send after reset', err(lambda: c.send(b'x', socket.MSG_NOSIGNAL)))
+        print('recv after reset', err(lambda: c.recv(10)))
+        # reset: close with unread data
+        a.setblocking(True)
+        e = socket.create_connection(('127.0.0.1', port)); f, _ = a.accept()
+        e.sendall(b'unread'); time.sleep(0.05); f.close(); time.sleep(0.05)
+        print('recv after rst', err(lambda: e.recv(10)))
+        print('recv again', err(lambda: e.recv(10)))
+        print('SO_ERROR after', e.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        # SIGPIPE is raised
+        import signal, os
+        signal.signal(signal.SIGPIPE, lambda *a: print('SIGPIPE'))
+        print('send after rst', err(lambda: e.send(b'x')))
+        # UDP
+        u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u1.bind(('127.0.0.1', 0))
+        u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u2.sendto(b'ping', u1.getsockname())
+        data, frm = u1.recvfrom(100)
+        print('udp', data, frm == u2.getsockname(), frm[0])
+        u1.sendto(b'pong', frm); print('udp echo', u2.recvfrom(100)[0])
+        u2.sendto(b'x' * 10, u1.getsockname())
+        print('udp trunc', len(u1.recv(4, socket.MSG_TRUNC)))
+        print('udp too big', err(lambda: u2.sendto(b'x' * 65508, u1.getsockname())))
+        u2.sendto(b'y' * 65507, u1.getsockname()); print('udp max', len(u1.recv(70000)))
+        u2.connect(u1.getsockname()); print('udp peer', u2.getpeername() == u1.getsockname(), u2.getsockname()[0])
+        u2.send(b'conn'); print(u1.recvfrom(10)[0])
+        u2.sendto(b'abc', u1.getsockname()); buf = array.array('i', [0]); fcntl.ioctl(u1, termios.FIONREAD, buf); print('udp FIONREAD', buf[0])
+        print(u1.recv(10))
+        print('udp no dest', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).send(b'x')))
+        u1.setblocking(False); print('udp empty', err(lambda: u1.recv(1)))
+    "#));
+    let out = o.stdout_str();
+    assert!(out.contains("connect closed port ECONNREFUSED\n"), "{out}");
+    assert!(out.contains("send after reset EPIPE\n"), "{out}");
+    assert!(out.contains("recv after rst ECONNRESET\n"), "{out}");
+}
+
+#[test]
+fn py_fifty_echo_connections_and_20mb_transfer() {
+    let o = assert_same_spec(&py(r#"
+        import socket, threading, hashlib, os
+        srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(64)
+        port = srv.getsockname()[1]
+        def echo(c):
+            while True:
+                b = c.recv(65536)
+                if not b: break
+                c.sendall(b)
+            c.close()
+        def acceptor(n):
+            ts = []
+            for _ in range(n):
+                c, _ = srv.accept()
+                t = threading.Thread(target=echo, args=(c,)); t.start(); ts.append(t)
+            for t in ts: t.join()
+        N = 50
+        at = threading.Thread(target=acceptor, args=(N,)); at.start()
+        results = [None] * N
+        def client(i):
+            s = socket.create_connection(('127.0.0.1', port))
+            msg = (b'%d:' % i) * (1000 + i * 37)
+            s.sendall(msg); s.shutdown(socket.SHUT_WR)
+            got = b''
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                got += b
+            results[i] = got == msg
+            s.close()
+        cs = [threading.Thread(target=client, args=(i,)) for i in range(N)]
+        for t in cs: t.start()
+        for t in cs: t.join()
+        at.join()
+        print('echoed', sum(results), 'of', N)
+        # 20 MB one way, verified by hash
+        data = hashlib.sha256(b'seed').digest() * (20 * 1024 * 1024 // 32)
+        def sink(out):
+            c, _ = srv.accept()
+            h = hashlib.sha256(); n = 0
+            while True:
+                b = c.recv(1 << 20)
+                if not b: break
+                h.update(b); n += len(b)
+            out.append((n, h.hexdigest()))
+            c.sendall(b'done'); c.close()
+        out = []
+        st = threading.Thread(target=sink, args=(out,)); st.start()
+        s = socket.create_connection(('127.0.0.1', port))
+        s.sendall(data); s.shutdown(socket.SHUT_WR)
+        print(s.recv(10))
+        st.join()
+        print(out[0][0], out[0][1] == hashlib.sha256(data).hexdigest())
+    "#));
+    assert_eq!(o.stdout_str(), "echoed 50 of 50\nb'done'\n20971520 True\n");
+}
+
+#[test]
+fn py_epoll_edge_triggered_and_asyncio() {
+    let o = assert_same_spec(&py(r#"
+        import asyncio, socket, select, errno
+        # epoll edge-triggered by hand
+        srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(8); srv.setblocking(False)
+        ep = select.epoll()
+        ep.register(srv.fileno(), select.EPOLLIN | select.EPOLLET)
+        c = socket.socket(); c.setblocking(False)
+        try:
+            c.connect(srv.getsockname())
+        except BlockingIOError:
+            pass
+        ep.register(c.fileno(), select.EPOLLIN | select.EPOLLOUT | select.EPOLLET)
+        def ev():
+            return sorted((('srv' if fd == srv.fileno() else 'cli'), e) for fd, e in ep.poll(1))
+        print('first', ev())
+        a, _ = srv.accept(); a.setblocking(False)
+        print('edge consumed', ev() if ep.poll(0) else [])
+        a.send(b'x' * 10)
+        print('data', ev())
+        print('no new edge', ep.poll(0))
+        a.send(b'y')
+        print('new data edge', ev())
+        print(len(c.recv(100)))
+        a.close()
+        print('hup', ev())
+        # asyncio streams
+        async def handle(r, w):
+            while True:
+                line = await r.readline()
+                if not line:
+                    break
+                w.write(line.upper())
+                await w.drain()
+            w.close()
+        async def main():
+            server = await asyncio.start_server(handle, '127.0.0.1', 0)
+            port = server.sockets[0].getsockname()[1]
+            async def client(i):
+                r, w = await asyncio.open_connection('127.0.0.1', port)
+                out = []
+                for j in range(5):
+                    w.write(b'client %d line %d\n' % (i, j))
+                    await w.drain()
+                    out.append(await r.readline())
+                w.close()
+                await w.wait_closed()
+                return out[-1]
+            res = await asyncio.gather(*(client(i) for i in range(20)))
+            print(res[0], res[19], len(res))
+            server.close()
+            await server.wait_closed()
+        asyncio.run(main())
+    "#));
+    assert!(
+        o.stdout_str()
+            .ends_with("b'CLIENT 0 LINE 4\\n' b'CLIENT 19 LINE 4\\n' 20\n"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn py_reuse_shutdown_and_udp_peers() {
+    // SO_REUSEADDR with live connections; SHUT_RD; pending
+    // connections reset by a closing listener; POLLOUT when the send
+    // buffer fills and drains; connected UDP filtering its senders.
+    let o = assert_same_spec(&py(r#"
+        import socket, errno, select, time
+        def err(f):
+            try:
+                r = f()
+                return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        s = socket.socket()
+        print('types', s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL), s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN))
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        print('udp types', u.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), u.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+        print('udp listen', err(lambda: u.listen()), 'udp accept', err(lambda: u.accept()))
+        # listener readiness and reuse after close
+        l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('127.0.0.1', 0)); l.listen()
+        lp = l.getsockname()[1]
+        print('listener idle', select.select([l], [l], [], 0)[:2] == ([], []))
+        c = socket.create_connection(('127.0.0.1', lp))
+        print('listener ready', select.select([l], [], [], 5)[0] == [l])
+        a, _ = l.accept(); l.close()
+        l2 = socket.socket(); l2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        print('rebind with reuse while connected', err(lambda: l2.bind(('127.0.0.1', lp))))
+        print('rebind without reuse while connected', err(lambda: socket.socket().bind(('127.0.0.1', lp))))
+        l2.listen()
+        # shutdown read
+        c.shutdown(socket.SHUT_RD); print('after SHUT_RD', c.recv(5))
+        a.sendall(b'hi'); c.sendall(b'ok'); print('peer still reads', a.recv(5))
+        c.close(); a.close()
+        # pending connections reset when the listener closes
+        l3 = socket.socket(); l3.bind(('127.0.0.1', 0)); l3.listen(4)
+        pend = socket.create_connection(l3.getsockname()); l3.close()
+        print('pending after listener close', err(lambda: pend.recv(5)))
+        # non-blocking writes until EAGAIN, then drain
+        x = socket.create_connection(('127.0.0.1', lp)); y, _ = l2.accept()
+        x.setblocking(False); total = 0
+        while True:
+            try:
+                total += x.send(b'z' * 65536)
+            except BlockingIOError:
+                break
+        print('writable when full', select.select([], [x], [], 0)[1] == [])
+        got = 0
+        while got < total:
+            got += len(y.recv(1 << 20))
+        print('drained', got == total, select.select([], [x], [], 5)[1] == [x])
+        # UDP: sendto on a connected socket, filter by peer
+        u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u1.bind(('127.0.0.1', 0))
+        u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u2.bind(('127.0.0.1', 0))
+        u3 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u3.bind(('127.0.0.1', 0))
+        u1.connect(u2.getsockname())
+        u3.sendto(b'from u3', u1.getsockname()); u2.sendto(b'from u2', u1.getsockname())
+        print('connected udp gets', u1.recv(20))
+        u1.sendto(b'elsewhere', u3.getsockname()); print('sendto on connected', u3.recv(20))
+        un = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); un.connect(u2.getsockname())
+        print('udp autobound', un.getsockname()[0], un.getsockname()[1] != 0)
+        print('zero-length udp', err(lambda: u2.sendto(b'', u1.getsockname())), u1.recvfrom(10)[0])
+    "#));
+    let out = o.stdout_str();
+    assert!(
+        out.contains("pending after listener close ECONNRESET\n"),
+        "{out}"
+    );
+    assert!(out.contains("connected udp gets b'from u2'\n"), "{out}");
+}
+
+#[test]
+fn py_resets_after_fin_and_linger_zero() {
+    // A RST answering data sent after the peer's FIN: reads see the end
+    // of the stream, SO_ERROR and writes EPIPE. SO_LINGER 0 closes with
+    // RST: buffered data is still read, then ECONNRESET.
+    let o = assert_same_spec(&py(r#"
+        import socket, time, errno
+        def err(f):
+            try:
+                r = f(); return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+        c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+        a.close(); time.sleep(0.05)
+        print('send', err(lambda: c.send(b'x'))); time.sleep(0.05)
+        print('recv', err(lambda: c.recv(5)))
+        print('SO_ERROR', c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        print('send2', err(lambda: c.send(b'x', socket.MSG_NOSIGNAL)))
+        # reset while we had shut down writing
+        c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+        c.shutdown(socket.SHUT_WR); a.send(b'data'); a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\0\0\0\0\0\0\0'); a.close(); time.sleep(0.05)
+        print('linger0 recv', err(lambda: c.recv(10)), err(lambda: c.recv(10)))
+    "#));
+    assert_eq!(
+        o.stdout_str(),
+        "send 1\nrecv b''\nSO_ERROR 32\nsend2 EPIPE\nlinger0 recv b'data' ECONNRESET\n"
+    );
+}
+
+/// Whether the host has IPv6 loopback (CI machines may have it disabled):
+/// without it the native run cannot be the oracle.
+fn host_has_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+#[test]
+fn py_ipv6_loopback_and_dual_stack() {
+    // ::1 for TCP and UDP, a "::" listener reached over IPv4 (v4-mapped
+    // peers), IPV6_V6ONLY refusing IPv4, create_server's dual-stack
+    // listener reached over IPv4 and IPv6. The sandbox
+    // always has ::1; the host may not, and then the expected output
+    // (Linux's, recorded) is the oracle.
+    let spec = py(r#"
+        import socket, errno
+        def err(f):
+            try:
+                r = f()
+                return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        v = socket.socket(socket.AF_INET6); v.bind(('::1', 0)); v.listen(1)
+        w = socket.create_connection(('::1', v.getsockname()[1])); x, xa = v.accept()
+        w.sendall(b'six'); print('v6', x.recv(10), xa[0], w.getpeername()[:2] == ('::1', v.getsockname()[1]))
+        d6 = socket.socket(socket.AF_INET6); d6.bind(('::', 0)); d6.listen(1)
+        m = socket.create_connection(('127.0.0.1', d6.getsockname()[1])); y, ya = d6.accept()
+        print('dual stack', ya[0], y.getsockname()[0])
+        only = socket.socket(socket.AF_INET6); only.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); only.bind(('::', 0)); only.listen(1)
+        print('v6only refuses v4', err(lambda: socket.create_connection(('127.0.0.1', only.getsockname()[1]))))
+        u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(('::1', 0))
+        u7 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u7.sendto(b'udp6', u6.getsockname())
+        dd, ff = u6.recvfrom(10); print('udp6', dd, ff[0])
+        srv = socket.create_server(('', 0), family=socket.AF_INET6, dualstack_ipv6=True)
+        port = srv.getsockname()[1]
+        for host in ('127.0.0.1', '::1'):
+            c = socket.create_connection((host, port)); a, addr = srv.accept()
+            c.sendall(host.encode()); print('dualstack', a.recv(20), addr[0]); c.close(); a.close()
+        print('v6only', srv.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+    "#);
+    let expected = "v6 b'six' ::1 True\n\
+        dual stack ::ffff:127.0.0.1 ::ffff:127.0.0.1\n\
+        v6only refuses v4 ECONNREFUSED\n\
+        udp6 b'udp6' ::1\n\
+        dualstack b'127.0.0.1' ::ffff:127.0.0.1\n\
+        dualstack b'::1' ::1\n\
+        v6only 0\n";
+    let o = if host_has_ipv6() {
+        assert_same_spec(&spec)
+    } else {
+        spec.run_sandbox()
+    };
+    assert_code(&o, 0, "ipv6 script");
+    assert_eq!(o.stdout_str(), expected, "{o:?}");
+}
+
+#[test]
+fn py_shutdown_of_a_listener_wakes_accept() {
+    // Servers stop an accept thread this way: shutdown succeeds, the
+    // blocked accept fails with EINVAL.
+    assert_same_spec(&py(r#"
+        import socket, errno, threading, time
+        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+        woke = []
+        def acc():
+            try:
+                l.accept(); woke.append('accepted')
+            except OSError as e:
+                woke.append(errno.errorcode[e.errno])
+        t = threading.Thread(target=acc); t.start(); time.sleep(0.1)
+        l.shutdown(socket.SHUT_RDWR); print('shutdown ok')
+        t.join()
+        print('accept woke', woke)
+        print('connect after', socket.socket().connect_ex(l.getsockname()) == errno.ECONNREFUSED)
+    "#));
+}
+
+#[test]
+fn py_so_reuseport_shares_a_port() {
+    assert_same_spec(&py(r#"
+        import socket, errno, select
+        def err(f):
+            try:
+                r = f(); return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        def rp(ty=socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_INET, ty)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            return s
+        a = rp(); a.bind(('127.0.0.1', 0)); a.listen(); port = a.getsockname()[1]
+        b = rp()
+        print('second bind', err(lambda: b.bind(('127.0.0.1', port))), 'listen', err(lambda: b.listen()))
+        print('plain bind', err(lambda: socket.socket().bind(('127.0.0.1', port))))
+        c = socket.create_connection(('127.0.0.1', port))
+        r, _, _ = select.select([a, b], [], [], 5)
+        x, _ = r[0].accept(); c.sendall(b'hi'); print('one listener accepted', x.recv(2))
+        u1 = rp(socket.SOCK_DGRAM); u1.bind(('127.0.0.1', 0))
+        print('udp reuseport', err(lambda: rp(socket.SOCK_DGRAM).bind(u1.getsockname())))
+        print('udp plain', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(u1.getsockname())))
+    "#));
+}
