@@ -518,12 +518,14 @@ fn docker_run_with_the_sandbox_runtime() {
             &d,
             rt,
             &["-v", &v1, "-v", &v2, "-v", &v3],
-            &["sh", "-c", "cat /data/in; echo written > /data/out; cat /new/deep/dir/in; cat /etc/app.conf; echo x > /new/deep/dir/f"],
+            &["sh", "-c", "cat /data/in; echo written > /data/out; cat /new/deep/dir/in; cat /etc/app.conf; \
+               echo x > /etc/app.conf || echo file ro; awk '$2==\"/data\"||$2==\"/new/deep/dir\"{print $2, substr($4,1,2)}' /proc/mounts; \
+               echo x > /new/deep/dir/f"],
             None,
         );
         assert_eq!(
             o.stdout_str(),
-            "from host\nfrom host\na single file\n",
+            "from host\nfrom host\na single file\nfile ro\n/data rw\n/new/deep/dir ro\n",
             "{rt}: volumes: {o:?}"
         );
         assert_ne!(o.code, 0, "{rt}: a write to a :ro volume must fail: {o:?}");

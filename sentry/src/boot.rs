@@ -11,6 +11,7 @@ use crate::kernel::task::{default_rlimits, initial_regs, CurrentTask, Task, Thre
 use crate::kernel::{Creds, Kernel, ProcEntry};
 use crate::mm::memory_file::MemoryFile;
 use crate::mm::MemoryManager;
+use crate::vfs::path::MountFlags;
 use crate::vfs::{Dentry, FdTable, File, FsContext, Vfs};
 use anyhow::{bail, Context as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -49,9 +50,9 @@ pub struct BootConfig {
 }
 
 /// A bind mount of one host file, served as a sandbox-private tmpfs copy
-/// made at boot: writes inside stay in the sandbox and never reach the
-/// host (what docker's /etc/hosts, /etc/resolv.conf and /etc/hostname
-/// need: it writes them before the container starts).
+/// made at boot: writes inside (unless read-only) stay in the sandbox and
+/// never reach the host (what docker's /etc/hosts, /etc/resolv.conf and
+/// /etc/hostname need: it writes them before the container starts).
 pub struct FileMount {
     /// Absolute, normalized guest path.
     pub dest: String,
@@ -60,6 +61,8 @@ pub struct FileMount {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Mounted read-only: writes fail with EROFS.
+    pub readonly: bool,
 }
 
 /// A process to start in a running sandbox (`runsc exec`).
@@ -78,6 +81,8 @@ pub struct GoferMount {
     /// Absolute, normalized guest path.
     pub dest: String,
     pub gofer: OwnedFd,
+    /// Mounted read-only (the gofer refuses writes too).
+    pub readonly: bool,
 }
 
 /// Who PID 1 runs as (real, effective, saved and filesystem ids alike).
@@ -432,7 +437,7 @@ fn install_stdio(fds: &FdTable, fd: i32, host: OwnedFd) {
 /// What goes at a mount point.
 enum MountKind {
     Tmpfs,
-    Gofer(OwnedFd),
+    Gofer(OwnedFd, bool),
     File(FileMount),
 }
 
@@ -519,7 +524,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     mounts.extend(
         cfg.gofer_mounts
             .into_iter()
-            .map(|m| (m.dest, MountKind::Gofer(m.gofer))),
+            .map(|m| (m.dest, MountKind::Gofer(m.gofer, m.readonly))),
     );
     mounts.extend(
         cfg.file_mounts
@@ -535,10 +540,14 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
             MountKind::Tmpfs => {
                 vfs.mount(dest.as_bytes(), fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
             }
-            MountKind::Gofer(g) => {
+            MountKind::Gofer(g, readonly) => {
                 let fs = fs::gofer::new_goferfs(Arc::new(gofer::Client::new(g)))
                     .map_err(|e| anyhow::anyhow!("attaching to the gofer for {dest}: {e}"))?;
-                vfs.mount(dest.as_bytes(), fs, "9p");
+                let flags = MountFlags {
+                    readonly,
+                    ..MountFlags::default()
+                };
+                vfs.mount_with_flags(dest.as_bytes(), fs, "9p", flags);
             }
             MountKind::File(f) => {
                 let dir = fs::tmpfs::new_tmpfs(0o755);
@@ -546,7 +555,11 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
                     .create(b"file", f.mode & 0o7777, f.uid, f.gid)
                     .and_then(|i| fs::tmpfs::set_contents(&*i, &f.data).map(|()| i))
                     .map_err(|e| anyhow::anyhow!("bind mount of a file at {dest}: {e}"))?;
-                vfs.mount(dest.as_bytes(), file, "tmpfs");
+                let flags = MountFlags {
+                    readonly: f.readonly,
+                    ..MountFlags::default()
+                };
+                vfs.mount_with_flags(dest.as_bytes(), file, "tmpfs", flags);
             }
         }
     }

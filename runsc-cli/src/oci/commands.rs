@@ -235,8 +235,8 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             );
         }
         let mut file_mounts = Vec::new();
-        for (dest, src, _ro) in &c.file_mounts {
-            file_mounts.push(read_file_mount(dest, src)?);
+        for (dest, src, ro) in &c.file_mounts {
+            file_mounts.push(read_file_mount(dest, src, *ro)?);
         }
         let mut gofer_mounts = Vec::new();
         for (dest, src, ro) in &c.bind_mounts {
@@ -244,6 +244,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
                 dest: dest.clone(),
                 gofer: crate::gofer_process::spawn_gofer(src, !ro)
                     .with_context(|| format!("bind mount {}", src.display()))?,
+                readonly: *ro,
             });
         }
         let readonly = c.root_readonly;
@@ -304,7 +305,11 @@ const MAX_FILE_MOUNT: u64 = 16 << 20;
 /// Reads a bind-mounted file for the sandbox's private copy (docker's
 /// /etc/hosts, /etc/resolv.conf, /etc/hostname: small files docker writes
 /// before the container starts). The guest's writes stay in the sandbox.
-fn read_file_mount(dest: &str, src: &Path) -> anyhow::Result<sentry::boot::FileMount> {
+fn read_file_mount(
+    dest: &str,
+    src: &Path,
+    readonly: bool,
+) -> anyhow::Result<sentry::boot::FileMount> {
     use std::os::unix::fs::MetadataExt;
     let ctx = || format!("bind mount of {} at {dest}", src.display());
     let f = std::fs::File::open(src).with_context(ctx)?;
@@ -326,6 +331,7 @@ fn read_file_mount(dest: &str, src: &Path) -> anyhow::Result<sentry::boot::FileM
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
+        readonly,
     })
 }
 
