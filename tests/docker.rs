@@ -413,6 +413,8 @@ fn detached(d: &Dockerd, rt: &str) -> Vec<String> {
         None,
     );
     seen.push(format!("exec -u -w -e: {} {:?}", o.code, o.stdout_str()));
+    let o = d.docker(&["exec", "-t", &id, "echo", "tty"], None);
+    seen.push(format!("exec -t: {} {:?}", o.code, o.stdout_str()));
     let o = d.docker(&["exec", &id, "no-such-command"], None);
     seen.push(format!("exec missing command fails: {}", o.code != 0));
     // pause/unpause: docker refuses exec while paused; afterwards the
@@ -477,6 +479,10 @@ fn docker_run_with_the_sandbox_runtime() {
     assert_eq!(o.stdout_str(), "uid=1000(u) gid=1000(u) groups=1000(u)\n");
     let o = same(&d, "-i", &[], &["tr", "a-z", "A-Z"], Some(b"abc\n"));
     assert_eq!(o.stdout_str(), "ABC\n");
+
+    // -t: the output comes through the pty (\r\n line ends).
+    let o = same(&d, "-t", &["-t"], &["echo", "hi"], None);
+    assert_eq!(o.stdout_str(), "hi\r\n");
 
     // A read-only root: writes fail with EROFS.
     let o = same(
