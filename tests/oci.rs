@@ -484,11 +484,7 @@ fn global_flags_as_docker_passes_them() {
         "not supported",
         "--systemd-cgroup",
     );
-    assert_fails_with(
-        &b.runsc(&["exec", "x", "true"]),
-        "not supported yet",
-        "exec",
-    );
+    assert_fails_with(&b.runsc(&["exec", "x", "true"]), "does not exist", "exec");
     let o = b.runsc(&[
         "--network",
         "none",
@@ -663,4 +659,103 @@ fn directory_bind_mounts() {
     let o = b.runsc(&["run", "--bundle", &b.dir(), "v2"]);
     assert_fails_with(&o, "nonexistent-src", "missing bind source");
     assert!(o.stderr_str().contains("source"), "{o:?}");
+}
+
+#[test]
+fn exec_pause_and_resume() {
+    let b = Bundle::new("exec");
+    b.set_script(
+        "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 1 & wait; done",
+        |c| c["process"]["env"] = serde_json::json!(["PATH=/bin", "BASE=1"]),
+    );
+    assert_eq!(b.create("e1", &[]), 0, "create: {}", b.stderr_of("e1"));
+    assert_fails_with(
+        &b.runsc(&["exec", "e1", "true"]),
+        "created",
+        "exec before start",
+    );
+    assert_code(&b.runsc(&["start", "e1"]), 0, "start");
+    b.await_stdout("e1", "started");
+
+    // Args form: the container's environment plus -e, our stdio, the
+    // process's exit code.
+    let o = b.runsc(&[
+        "exec",
+        "-e",
+        "X=y",
+        "--cwd",
+        "/tmp",
+        "e1",
+        "sh",
+        "-c",
+        "echo $BASE$X; pwd; echo err >&2; exit 4",
+    ]);
+    assert_eq!(o.code, 4, "{o:?}");
+    assert_eq!(o.stdout_str(), "1y\n/tmp\n", "{o:?}");
+    assert_eq!(o.stderr_str(), "err\n", "{o:?}");
+    let o = b.runsc(&["exec", "e1", "no-such-command"]);
+    assert_eq!(o.code, 127, "{o:?}");
+
+    // process.json as containerd writes it, detached: the pid file names
+    // a helper that lives as long as the process.
+    let process = serde_json::json!({
+        "args": ["sh", "-c", "id -u; exec >&- 2>&-; sleep 1"],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "user": {"uid": 1000, "gid": 1000},
+        "terminal": false,
+    });
+    let pfile = b.base.join("process.json");
+    std::fs::write(&pfile, process.to_string()).unwrap();
+    let pid_file = b.base.join("exec.pid");
+    let o = b.runsc(&[
+        "exec",
+        "--process",
+        &pfile.to_string_lossy(),
+        "--detach",
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        "e1",
+    ]);
+    // Its stdio is what runsc exec was given (read to the end here).
+    assert_code(&o, 0, "exec --detach");
+    assert_eq!(o.stdout_str(), "1000\n", "{o:?}");
+    let helper = std::fs::read_to_string(&pid_file).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", helper.trim())).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("exec-wait"),
+        "pid file names {helper}: {cmdline:?}"
+    );
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{}/cmdline", helper.trim())).exists()
+        && std::fs::read(format!("/proc/{}/cmdline", helper.trim())).unwrap_or_default() == cmdline
+    {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the exec-wait helper never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Paused: no exec, signals wait for resume.
+    assert_code(&b.runsc(&["pause", "e1"]), 0, "pause");
+    assert_eq!(b.status("e1"), "paused");
+    assert_fails_with(
+        &b.runsc(&["exec", "e1", "true"]),
+        "paused",
+        "exec while paused",
+    );
+    assert_code(&b.runsc(&["kill", "e1", "TERM"]), 0, "kill while paused");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !b.stdout_of("e1").contains("got-term"),
+        "a signal got through the pause"
+    );
+    assert_eq!(b.status("e1"), "paused");
+    assert_code(&b.runsc(&["resume", "e1"]), 0, "resume");
+    let w = b.runsc(&["wait", "e1"]);
+    let w: Value = serde_json::from_slice(&w.stdout).unwrap_or_else(|e| panic!("{e}: {w:?}"));
+    assert_eq!(w["exitStatus"], 0, "{w}");
+    assert!(b.stdout_of("e1").contains("got-term"));
+    assert_code(&b.runsc(&["delete", "e1"]), 0, "delete");
 }

@@ -49,6 +49,8 @@ struct Cli {
     cmd: Command,
 }
 
+// Parsed once per run: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a sandbox, using the host's root filesystem as a
@@ -74,11 +76,15 @@ enum Command {
     Wait(IdArg),
     /// Write a default config.json into a bundle.
     Spec(SpecArgs),
-    /// Run a process in a running container (not supported yet).
+    /// Run a process in a running container.
     Exec(ExecArgs),
-    /// Pause a container (not supported yet).
+    /// Wait for an exec'd process and exit with its status (internal,
+    /// started by `exec --detach`).
+    #[command(hide = true)]
+    ExecWait(ExecWaitArgs),
+    /// Pause a container (stops its sandbox process).
     Pause(IdArg),
-    /// Resume a paused container (not supported yet).
+    /// Resume a paused container.
     Resume(IdArg),
     /// Serve a root filesystem to a sentry (internal).
     #[command(hide = true)]
@@ -185,8 +191,65 @@ struct SpecArgs {
 
 #[derive(Args)]
 struct ExecArgs {
+    /// process.json: the OCI process to run (instead of a command).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Return once started; the pid file names a process that exits with
+    /// the exec'd process's status.
+    #[arg(long, short = 'd')]
+    detach: bool,
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to send the terminal's pty master to.
+    #[arg(long, value_name = "SOCKET")]
+    console_socket: Option<PathBuf>,
+    /// Working directory (default: the container's).
+    #[arg(long)]
+    cwd: Option<String>,
+    /// K=V added to the container's environment (repeatable).
+    #[arg(long, short = 'e')]
+    env: Vec<String>,
+    /// Allocate a terminal.
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// uid[:gid] to run as.
+    #[arg(long, short = 'u')]
+    user: Option<String>,
+    /// Extra group ids (repeatable).
+    #[arg(long = "additional-gids", short = 'g')]
+    additional_gids: Vec<u32>,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    no_new_privs: bool,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    process_label: Option<String>,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    apparmor: Option<String>,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    cap: Vec<String>,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    ignore_paused: bool,
+    /// Accepted for runc compatibility; no effect.
+    #[arg(long, hide = true)]
+    cgroup: Option<String>,
+    /// Accepted for runc compatibility: only 0 is supported.
+    #[arg(long, hide = true, default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+    /// Command and arguments (without --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct ExecWaitArgs {
+    #[arg(long)]
+    pid: i32,
+    id: String,
 }
 
 #[derive(Args)]
@@ -273,7 +336,9 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             runsc_cli::logging::error(&g, &format!("{e:#}"));
-            if is_do {
+            if let Some(f) = e.downcast_ref::<oci::control::ExecFailed>() {
+                f.code
+            } else if is_do {
                 // The command itself could not run: 127/126 like a shell;
                 // anything else is the runtime's own failure.
                 e.downcast_ref::<sentry::boot::ExecFailure>()
@@ -315,9 +380,30 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
         }),
         Command::Wait(a) => ok(commands::wait(g, &a.id)),
         Command::Spec(s) => ok(commands::spec(&s.bundle)),
-        Command::Exec(_) => bail!("exec is not supported yet"),
-        Command::Pause(_) => bail!("pause is not supported yet"),
-        Command::Resume(_) => bail!("resume is not supported yet"),
+        Command::Exec(e) => {
+            if e.preserve_fds != 0 {
+                bail!("--preserve-fds: not supported");
+            }
+            commands::exec(
+                g,
+                &e.id,
+                &commands::ExecOpts {
+                    process: e.process,
+                    detach: e.detach,
+                    pid_file: e.pid_file,
+                    console_socket: e.console_socket,
+                    cwd: e.cwd,
+                    env: e.env,
+                    tty: e.tty,
+                    user: e.user,
+                    additional_gids: e.additional_gids,
+                    args: e.command,
+                },
+            )
+        }
+        Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid),
+        Command::Pause(a) => ok(commands::pause(g, &a.id)),
+        Command::Resume(a) => ok(commands::resume(g, &a.id)),
     }
 }
 
@@ -388,5 +474,6 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         rlimits: Vec::new(),
         tmpfs_mounts: Vec::new(),
         network: d.network.into(),
+        file_mounts: Vec::new(),
     })
 }

@@ -11,9 +11,10 @@ use crate::kernel::task::{default_rlimits, initial_regs, CurrentTask, Task, Thre
 use crate::kernel::{Creds, Kernel, ProcEntry};
 use crate::mm::memory_file::MemoryFile;
 use crate::mm::MemoryManager;
-use crate::vfs::{FdTable, File, FsContext, Vfs};
+use crate::vfs::path::MountFlags;
+use crate::vfs::{Dentry, FdTable, File, FsContext, Vfs};
 use anyhow::{bail, Context as _};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -46,6 +47,34 @@ pub struct BootConfig {
     pub tmpfs_mounts: Vec<String>,
     /// How inet sockets reach the network (`--network`).
     pub network: crate::net::NetworkMode,
+    /// Single files mounted over guest paths, as in-memory copies.
+    pub file_mounts: Vec<FileMount>,
+}
+
+/// A bind mount of one host file, served as a sandbox-private tmpfs copy
+/// made at boot: writes inside (unless read-only) stay in the sandbox and
+/// never reach the host (what docker's /etc/hosts, /etc/resolv.conf and
+/// /etc/hostname need: it writes them before the container starts).
+pub struct FileMount {
+    /// Absolute, normalized guest path.
+    pub dest: String,
+    pub data: Vec<u8>,
+    /// Permission bits, owner and group of the host file.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Mounted read-only: writes fail with EROFS.
+    pub readonly: bool,
+}
+
+/// A process to start in a running sandbox (`runsc exec`).
+pub struct ExecConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: User,
+    /// The guest's fds 0, 1 and 2 (host fds; None leaves the fd closed).
+    pub stdio: [Option<OwnedFd>; 3],
 }
 
 /// A bind mount: a connected socket to the gofer serving the source
@@ -54,6 +83,8 @@ pub struct GoferMount {
     /// Absolute, normalized guest path.
     pub dest: String,
     pub gofer: OwnedFd,
+    /// Mounted read-only (the gofer refuses writes too).
+    pub readonly: bool,
 }
 
 /// Who PID 1 runs as (real, effective, saved and filesystem ids alike).
@@ -166,6 +197,161 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Starts a new process (its own session and process group, with no
+    /// parent, like runc's exec joining the container) and returns its pid.
+    /// Its rlimits are PID 1's.
+    pub fn exec(&self, cfg: ExecConfig) -> anyhow::Result<i32> {
+        if !self.started() {
+            bail!("the container is not running");
+        }
+        if cfg.argv.is_empty() || cfg.argv[0].is_empty() {
+            bail!("no command given");
+        }
+        let kernel = &self.kernel;
+        let (rlimits, root) = {
+            let ts = kernel.ts();
+            let init = ts
+                .procs
+                .get(&1)
+                .filter(|e| e.zombie.is_none())
+                .context("the container has exited")?;
+            let rl = *crate::kernel::task::lock(&init.tg.rlimits);
+            let root = ts.tasks.get(&1).map(|t| {
+                crate::kernel::task::lock(&crate::kernel::task::lock(&t.fs))
+                    .root
+                    .clone()
+            });
+            (rl, root.unwrap_or_else(|| kernel.vfs.root.clone()))
+        };
+        let fsctx = fs_context(&kernel.vfs, root, &cfg.cwd, cfg.user.umask)?;
+        let fds = FdTable::new();
+        for (fd, host) in cfg.stdio.into_iter().enumerate() {
+            if let Some(h) = host {
+                install_stdio(&fds, fd as i32, h);
+            }
+        }
+        let sighand = Arc::new(Mutex::new(
+            [SigAction::default(); crate::kernel::signal::NSIG],
+        ));
+        let mm = Arc::new(MemoryManager::new(
+            kernel.mf.clone(),
+            platform::Platform::max_user_address(&*kernel.platform),
+        ));
+        let comm: Vec<u8> = cfg.argv[0]
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .bytes()
+            .take(15)
+            .collect();
+        let task = {
+            let mut ts = kernel.ts();
+            let pid = ts.alloc_pid();
+            let tg = ThreadGroup::new(pid, sighand, rlimits);
+            let task = Task::new(
+                pid,
+                kernel.clone(),
+                tg.clone(),
+                mm,
+                fds,
+                Arc::new(Mutex::new(fsctx)),
+                creds_of(&cfg.user),
+                0,
+                comm,
+            )
+            .map_err(|e| anyhow::anyhow!("creating the process: {e}"))?;
+            ts.tasks.insert(pid, task.clone());
+            ts.procs.insert(
+                pid,
+                ProcEntry {
+                    tg,
+                    parent: 0,
+                    children: Vec::new(),
+                    threads: vec![pid],
+                    pgid: pid,
+                    sid: pid,
+                    zombie: None,
+                    exit_signal: libc::SIGCHLD,
+                    stop_report: None,
+                    cont_report: false,
+                },
+            );
+            task
+        };
+        let pid = task.tid;
+        let forget = |task: &Arc<Task>| {
+            let mut ts = kernel.ts();
+            ts.tasks.remove(&task.tid);
+            ts.procs.remove(&task.tid);
+        };
+        let path = match resolve_command(&task, &cfg.argv[0], &cfg.env) {
+            Ok(p) => p,
+            Err(e) => {
+                forget(&task);
+                return Err(e);
+            }
+        };
+        let argv: Vec<Vec<u8>> = cfg.argv.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let envp: Vec<Vec<u8>> = cfg.env.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let (tx, rx) = mpsc::channel::<Result<(), (String, i32)>>();
+        let t2 = task.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("task-{pid}"))
+            .spawn(
+                move || match load_image(&t2, libc::AT_FDCWD, &path, argv, &envp, false) {
+                    Ok((img, comm)) => {
+                        *crate::kernel::task::lock(&t2.mm) = img.mm.clone();
+                        *crate::kernel::task::lock(&t2.comm) = comm;
+                        let _ = tx.send(Ok(()));
+                        CurrentTask::new(t2, img.ctx, initial_regs(img.entry, img.sp)).run();
+                    }
+                    Err(e) => {
+                        let code = if e == Errno::ENOENT { 127 } else { 126 };
+                        let _ = tx.send(Err((describe_exec_error(e, &path), code)));
+                    }
+                },
+            );
+        if let Err(e) = spawned {
+            forget(&task);
+            return Err(e).context("starting the process's thread");
+        }
+        match rx.recv() {
+            Ok(Ok(())) => Ok(pid),
+            Ok(Err((msg, code))) => {
+                forget(&task);
+                Err(ExecFailure { msg, code }.into())
+            }
+            Err(_) => {
+                forget(&task);
+                bail!("the process died while loading")
+            }
+        }
+    }
+
+    /// Blocks until process `pid` started by `exec` exits; returns the
+    /// shell-style exit code.
+    pub fn wait_process(&self, pid: i32) -> i32 {
+        shell_code(self.kernel.wait_parentless(pid))
+    }
+
+    /// Sends `sig` to process `pid`.
+    pub fn signal_process(&self, pid: i32, sig: i32) -> anyhow::Result<()> {
+        use crate::kernel::signal::{SigInfo, SI_USER};
+        if !(1..=crate::kernel::signal::NSIG as i32).contains(&sig) {
+            bail!("invalid signal {sig}");
+        }
+        let tg = {
+            let ts = self.kernel.ts();
+            ts.procs
+                .get(&pid)
+                .filter(|e| e.zombie.is_none())
+                .map(|e| e.tg.clone())
+        };
+        let tg = tg.with_context(|| format!("no process {pid}"))?;
+        self.kernel.send_to_group(&tg, SigInfo::new(sig, SI_USER));
+        Ok(())
+    }
+
     /// The guest's processes, by pid.
     pub fn processes(&self) -> Vec<ProcessInfo> {
         let ts = self.kernel.ts();
@@ -203,11 +389,97 @@ impl Sandbox {
     /// Blocks until PID 1 exits; returns the shell-style exit code (status,
     /// or 128+signal).
     pub fn wait(&self) -> i32 {
-        let status = self.kernel.wait_for_init();
-        if status & 0x7f == 0 {
-            (status >> 8) & 0xff
+        shell_code(self.kernel.wait_for_init())
+    }
+}
+
+/// A wait status as a shell reports it: the exit status, or 128+signal.
+fn shell_code(status: i32) -> i32 {
+    if status & 0x7f == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + (status & 0x7f)
+    }
+}
+
+/// A filesystem context rooted at `root` whose working directory is `cwd`.
+fn fs_context(vfs: &Vfs, root: Arc<Dentry>, cwd: &str, umask: u32) -> anyhow::Result<FsContext> {
+    let fsc = FsContext {
+        root: root.clone(),
+        cwd: root.clone(),
+        umask,
+    };
+    let cwd_d = vfs
+        .lookup(&fsc, &root, cwd.as_bytes(), true)
+        .map_err(|e| anyhow::anyhow!("working directory {cwd}: {e}"))?;
+    if !cwd_d.is_dir() {
+        bail!("working directory {cwd} is not a directory");
+    }
+    Ok(FsContext { cwd: cwd_d, ..fsc })
+}
+
+/// Installs host fd `host` as the guest's `fd`, with the host
+/// description's access mode and flags.
+fn install_stdio(fds: &FdTable, fd: i32, host: OwnedFd) {
+    // SAFETY: F_GETFL on an fd we own.
+    let fl = unsafe { libc::fcntl(host.as_raw_fd(), libc::F_GETFL) };
+    let fl = if fl < 0 {
+        if fd == 0 {
+            libc::O_RDONLY
         } else {
-            128 + (status & 0x7f)
+            libc::O_WRONLY
+        }
+    } else {
+        fl & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK)
+    };
+    let host = fs::host::HostFile::new_stdio(host);
+    let _ = fds.install_at(fd, File::new(host, fl as u32, None), false, 1024);
+}
+
+/// What goes at a mount point.
+enum MountKind {
+    Tmpfs,
+    Gofer(OwnedFd, bool),
+    File(FileMount),
+}
+
+/// Creates a missing mount point and its missing parents (mkdir -p; the
+/// last one a file for a file mount) in whatever filesystem holds them,
+/// normally the root's overlay. Best effort: a read-only root cannot get
+/// them, and a mount whose parent exists works without its mount point.
+fn make_mount_point(vfs: &Vfs, dest: &str, dir: bool) {
+    let fsc = FsContext {
+        root: vfs.root.clone(),
+        cwd: vfs.root.clone(),
+        umask: 0o022,
+    };
+    let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
+    let mut cur = vfs.root.clone();
+    for (i, name) in comps.iter().enumerate() {
+        let prefix = format!("/{}", comps[..=i].join("/"));
+        match vfs.lookup(&fsc, &vfs.root, prefix.as_bytes(), true) {
+            Ok(d) => {
+                cur = d;
+                continue;
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => {
+                tracing::debug!("mount point {dest}: {prefix}: {e}");
+                return;
+            }
+        }
+        let made = if i + 1 == comps.len() && !dir {
+            cur.inode.create(name.as_bytes(), 0o644, 0, 0).map(|_| ())
+        } else {
+            cur.inode.mkdir(name.as_bytes(), 0o755, 0, 0)
+        };
+        if let Err(e) = made {
+            tracing::debug!("mount point {dest}: creating {prefix}: {e}");
+            return;
+        }
+        match vfs.lookup(&fsc, &vfs.root, prefix.as_bytes(), true) {
+            Ok(d) => cur = d,
+            Err(_) => return,
         }
     }
 }
@@ -246,13 +518,53 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     // Our own sysfs: the host's must not show through the gofer.
     let sysfs = fs::sys::new_sysfs().map_err(|e| anyhow::anyhow!("building sysfs: {e}"))?;
     vfs.mount(b"/sys", sysfs, "sysfs");
-    for m in &cfg.tmpfs_mounts {
-        vfs.mount(m.as_bytes(), fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
-    }
-    for m in cfg.gofer_mounts {
-        let fs = fs::gofer::new_goferfs(Arc::new(gofer::Client::new(m.gofer)))
-            .map_err(|e| anyhow::anyhow!("attaching to the gofer for {}: {e}", m.dest))?;
-        vfs.mount(m.dest.as_bytes(), fs, "9p");
+    let mut mounts: Vec<(String, MountKind)> = Vec::new();
+    mounts.extend(
+        cfg.tmpfs_mounts
+            .iter()
+            .map(|m| (m.clone(), MountKind::Tmpfs)),
+    );
+    mounts.extend(
+        cfg.gofer_mounts
+            .into_iter()
+            .map(|m| (m.dest, MountKind::Gofer(m.gofer, m.readonly))),
+    );
+    mounts.extend(
+        cfg.file_mounts
+            .into_iter()
+            .map(|m| (m.dest.clone(), MountKind::File(m))),
+    );
+    // Parents before children, so a mount point inside another mount is
+    // made in the filesystem mounted there.
+    mounts.sort_by_key(|(dest, _)| dest.split('/').filter(|c| !c.is_empty()).count());
+    for (dest, kind) in mounts {
+        make_mount_point(&vfs, &dest, !matches!(kind, MountKind::File(_)));
+        match kind {
+            MountKind::Tmpfs => {
+                vfs.mount(dest.as_bytes(), fs::tmpfs::new_tmpfs(0o1777), "tmpfs");
+            }
+            MountKind::Gofer(g, readonly) => {
+                let fs = fs::gofer::new_goferfs(Arc::new(gofer::Client::new(g)))
+                    .map_err(|e| anyhow::anyhow!("attaching to the gofer for {dest}: {e}"))?;
+                let flags = MountFlags {
+                    readonly,
+                    ..MountFlags::default()
+                };
+                vfs.mount_with_flags(dest.as_bytes(), fs, "9p", flags);
+            }
+            MountKind::File(f) => {
+                let dir = fs::tmpfs::new_tmpfs(0o755);
+                let file = dir
+                    .create(b"file", f.mode & 0o7777, f.uid, f.gid)
+                    .and_then(|i| fs::tmpfs::set_contents(&*i, &f.data).map(|()| i))
+                    .map_err(|e| anyhow::anyhow!("bind mount of a file at {dest}: {e}"))?;
+                let flags = MountFlags {
+                    readonly: f.readonly,
+                    ..MountFlags::default()
+                };
+                vfs.mount_with_flags(dest.as_bytes(), file, "tmpfs", flags);
+            }
+        }
     }
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
     vfs.mount(b"/proc", fs::proc::new_procfs(&kernel), "proc");
@@ -260,40 +572,14 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         *kernel.hostname.lock().unwrap_or_else(|p| p.into_inner()) = h.as_bytes().to_vec();
     }
 
-    let fsctx = {
-        let fsc = FsContext {
-            root: vfs.root.clone(),
-            cwd: vfs.root.clone(),
-            umask: cfg.user.umask,
-        };
-        let cwd = vfs
-            .lookup(&fsc, &vfs.root, cfg.cwd.as_bytes(), true)
-            .map_err(|e| anyhow::anyhow!("working directory {}: {e}", cfg.cwd))?;
-        if !cwd.is_dir() {
-            bail!("working directory {} is not a directory", cfg.cwd);
-        }
-        FsContext { cwd, ..fsc }
-    };
+    let fsctx = fs_context(&vfs, vfs.root.clone(), &cfg.cwd, cfg.user.umask)?;
     let fds = FdTable::new();
     for fd in 0..3 {
         // SAFETY: dup of our own stdio; failure leaves the guest fd closed.
         let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
         if d >= 0 {
             // SAFETY: d is a fresh fd we own.
-            let host = fs::host::HostFile::new_stdio(unsafe { OwnedFd::from_raw_fd(d) });
-            // The guest sees the host description's access mode and flags.
-            // SAFETY: F_GETFL on our own fd.
-            let fl = unsafe { libc::fcntl(d, libc::F_GETFL) };
-            let fl = if fl < 0 {
-                if fd == 0 {
-                    libc::O_RDONLY
-                } else {
-                    libc::O_WRONLY
-                }
-            } else {
-                fl & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK)
-            };
-            let _ = fds.install_at(fd, File::new(host, fl as u32, None), false, 1024);
+            install_stdio(&fds, fd, unsafe { OwnedFd::from_raw_fd(d) });
         }
     }
     let sighand = Arc::new(Mutex::new(

@@ -170,6 +170,7 @@ fn spawn_and_record(
         status: Status::Created,
         annotations: c.annotations.clone(),
         network: g.network.clone(),
+        pending_signals: Vec::new(),
     };
     dir.save(&st)?;
     run_hooks(
@@ -229,7 +230,13 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
     let prepared = (|| -> anyhow::Result<Arc<sentry::Sandbox>> {
         let c = spec::load(bundle)?;
         for m in &c.ignored_mounts {
-            tracing::warn!("mount at {m}: bind mounts of files are not supported yet; ignored");
+            tracing::warn!(
+                "mount at {m}: bind mounts of sockets and devices are not supported; ignored"
+            );
+        }
+        let mut file_mounts = Vec::new();
+        for (dest, src, ro) in &c.file_mounts {
+            file_mounts.push(read_file_mount(dest, src, *ro)?);
         }
         let mut gofer_mounts = Vec::new();
         for (dest, src, ro) in &c.bind_mounts {
@@ -237,6 +244,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
                 dest: dest.clone(),
                 gofer: crate::gofer_process::spawn_gofer(src, !ro)
                     .with_context(|| format!("bind mount {}", src.display()))?,
+                readonly: *ro,
             });
         }
         let readonly = c.root_readonly;
@@ -257,6 +265,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             rlimits: c.rlimits.clone(),
             tmpfs_mounts: c.tmpfs_mounts.clone(),
             network: g.network_mode(),
+            file_mounts,
         })?;
         Ok(Arc::new(sandbox))
     })();
@@ -290,6 +299,43 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
     Ok(code)
 }
 
+/// Bind-mounted files are copied into the sandbox at boot; bigger ones
+/// than this are refused rather than held in memory.
+const MAX_FILE_MOUNT: u64 = 16 << 20;
+
+/// Reads a bind-mounted file for the sandbox's private copy (docker's
+/// /etc/hosts, /etc/resolv.conf, /etc/hostname: small files docker writes
+/// before the container starts). The guest's writes stay in the sandbox.
+fn read_file_mount(
+    dest: &str,
+    src: &Path,
+    readonly: bool,
+) -> anyhow::Result<sentry::boot::FileMount> {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = || format!("bind mount of {} at {dest}", src.display());
+    let f = std::fs::File::open(src).with_context(ctx)?;
+    let meta = f.metadata().with_context(ctx)?;
+    if meta.len() > MAX_FILE_MOUNT {
+        bail!(
+            "{}: {} bytes; bind mounts of files above {MAX_FILE_MOUNT} bytes are not supported",
+            ctx(),
+            meta.len()
+        );
+    }
+    let mut data = Vec::new();
+    f.take(MAX_FILE_MOUNT)
+        .read_to_end(&mut data)
+        .with_context(ctx)?;
+    Ok(sentry::boot::FileMount {
+        dest: dest.to_string(),
+        data,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        readonly,
+    })
+}
+
 fn load(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State)> {
     let dir = ContainerDir::new(&g.root, id)?;
     let st = dir.load()?;
@@ -303,7 +349,7 @@ pub fn start(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
     let mut st = dir.load()?;
     match dir.status(&st) {
         Status::Created => {}
-        Status::Running => bail!("cannot start an already running container"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     control::call(
@@ -333,8 +379,25 @@ pub fn state(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
 pub fn kill(g: &GlobalOpts, id: &str, signal: &str, all: bool) -> anyhow::Result<()> {
     let sig = super::signal::parse(signal)?;
     let (dir, st) = load(g, id)?;
-    if dir.status(&st) == Status::Stopped {
-        bail!("container not running");
+    match dir.status(&st) {
+        Status::Stopped => bail!("container not running"),
+        // A stopped sandbox cannot take a signal: SIGKILL ends it from
+        // the host, others wait for `resume`.
+        Status::Paused if sig == libc::SIGKILL => {
+            kill_sandbox(&st);
+            return Ok(());
+        }
+        Status::Paused => {
+            let _lock = dir.lock();
+            let mut st = dir.load()?;
+            if dir.status(&st) == Status::Paused {
+                st.pending_signals
+                    .push(state::PendingSignal { signal: sig, all });
+                dir.save(&st)?;
+                return Ok(());
+            }
+        }
+        Status::Created | Status::Running => {}
     }
     let r = control::call(
         &dir.control_socket(),
@@ -388,7 +451,7 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
         }
     };
     let status = dir.status(&st);
-    if status == Status::Running && !force {
+    if matches!(status, Status::Running | Status::Paused) && !force {
         bail!("cannot delete container {id} that is not stopped: container is running");
     }
     kill_sandbox(&st);
@@ -538,12 +601,16 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
 /// guest process lives inside it).
 pub fn ps(g: &GlobalOpts, id: &str, json: bool) -> anyhow::Result<()> {
     let (dir, st) = load(g, id)?;
-    if dir.status(&st) == Status::Stopped {
+    let status = dir.status(&st);
+    if status == Status::Stopped {
         bail!("container not running");
     }
     if json {
         println!("{}", serde_json::to_string(&[st.pid])?);
         return Ok(());
+    }
+    if status == Status::Paused {
+        bail!("container {id} is paused: resume it to list its processes");
     }
     let reply = control::call(&dir.control_socket(), &Request::Ps, Some(CONTROL_TIMEOUT))?;
     let rows: Vec<[String; 4]> = std::iter::once(["UID", "PID", "PPID", "CMD"].map(String::from))
@@ -649,6 +716,298 @@ pub fn list_ids(g: &GlobalOpts) -> anyhow::Result<()> {
     ids.sort();
     for id in ids {
         println!("{id}");
+    }
+    Ok(())
+}
+
+/// `exec` flags (runc's).
+#[derive(Clone, Debug, Default)]
+pub struct ExecOpts {
+    /// A process.json (OCI `process` object) to run instead of `args`.
+    pub process: Option<PathBuf>,
+    /// Return once started; the pid file's process waits for it.
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub cwd: Option<String>,
+    /// Extra K=V over the container's environment.
+    pub env: Vec<String>,
+    pub tty: bool,
+    /// uid[:gid]
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub args: Vec<String>,
+}
+
+/// What to run and whether in a terminal.
+fn exec_process(st: &State, o: &ExecOpts) -> anyhow::Result<(control::ExecProcess, bool)> {
+    if let Some(path) = &o.process {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--process {}", path.display()))?;
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(de).map_err(|e| {
+            anyhow::anyhow!("--process {}: {}: {}", path.display(), e.path(), e.inner())
+        })?;
+        let args = p.args().clone().unwrap_or_default();
+        if args.first().is_none_or(|a| a.is_empty()) {
+            bail!("--process {}: args: empty (nothing to run)", path.display());
+        }
+        let env = p.env().clone().unwrap_or_default();
+        let cwd = p.cwd().to_string_lossy().into_owned();
+        if !cwd.starts_with('/') {
+            bail!(
+                "--process {}: cwd: must be an absolute path, got {cwd:?}",
+                path.display()
+            );
+        }
+        let u = p.user();
+        let umask = u.umask().unwrap_or(0o022);
+        if umask > 0o777 {
+            bail!(
+                "--process {}: user.umask: {umask:o} is not a permission mask",
+                path.display()
+            );
+        }
+        let proc_ = control::ExecProcess {
+            args,
+            env,
+            cwd,
+            uid: u.uid(),
+            gid: u.gid(),
+            additional_gids: u.additional_gids().clone().unwrap_or_default(),
+            umask,
+        };
+        return Ok((proc_, p.terminal().unwrap_or(false)));
+    }
+    if o.args.is_empty() || o.args[0].is_empty() {
+        bail!("exec: no command given (give one after the container id, or --process)");
+    }
+    let base = spec::load(&st.bundle)?;
+    let mut env = base.env.clone();
+    for e in &o.env {
+        let Some((k, _)) = e.split_once('=') else {
+            bail!("--env {e}: expected K=V");
+        };
+        env.retain(|x| x.split_once('=').map(|(xk, _)| xk) != Some(k));
+        env.push(e.clone());
+    }
+    let cwd = o.cwd.clone().unwrap_or(base.cwd.clone());
+    if !cwd.starts_with('/') {
+        bail!("--cwd {cwd}: must be an absolute path");
+    }
+    let (uid, gid) = match &o.user {
+        None => (base.user.uid, base.user.gid),
+        Some(u) => {
+            let (a, b) = match u.split_once(':') {
+                Some((a, b)) => (a, Some(b)),
+                None => (u.as_str(), None),
+            };
+            let uid: u32 = a
+                .parse()
+                .with_context(|| format!("--user {u}: expected uid[:gid] (numbers)"))?;
+            let gid: u32 = match b {
+                Some(b) => b
+                    .parse()
+                    .with_context(|| format!("--user {u}: expected uid[:gid] (numbers)"))?,
+                None => 0,
+            };
+            (uid, gid)
+        }
+    };
+    let mut additional_gids = if o.user.is_none() {
+        base.user.additional_gids.clone()
+    } else {
+        Vec::new()
+    };
+    additional_gids.extend(&o.additional_gids);
+    Ok((
+        control::ExecProcess {
+            args: o.args.clone(),
+            env,
+            cwd,
+            uid,
+            gid,
+            additional_gids,
+            umask: base.user.umask,
+        },
+        o.tty,
+    ))
+}
+
+/// `runsc exec`: runs a process in a running container. Its stdio is
+/// ours (or a new pty whose master goes to the console socket). Without
+/// `detach` we wait and return its exit code; with it, a helper process
+/// (`runsc exec-wait`, named by the pid file) waits and exits with it.
+pub fn exec(g: &GlobalOpts, id: &str, o: &ExecOpts) -> anyhow::Result<i32> {
+    let (dir, st) = load(g, id)?;
+    match dir.status(&st) {
+        Status::Running => {}
+        Status::Created => bail!("cannot exec in a created container: start it first"),
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Paused => bail!("cannot exec in a paused container"),
+    }
+    let (process, terminal) = exec_process(&st, o)?;
+    if terminal && o.console_socket.is_none() && o.detach {
+        bail!("cannot allocate tty if runsc will detach without setting console socket");
+    }
+    if !terminal && o.console_socket.is_some() {
+        bail!("cannot use console socket if runsc will not detach or allocate tty");
+    }
+    // The pty's slave stands for all three when a console socket is given.
+    let pty_slave = match (&o.console_socket, terminal) {
+        (Some(sock), true) => {
+            let pty = nix::pty::openpty(None, None).context("allocating a pty")?;
+            send_console(sock, &pty.master)?;
+            Some(pty.slave)
+        }
+        _ => None,
+    };
+    let stdio: [i32; 3] = match &pty_slave {
+        Some(s) => [s.as_raw_fd(); 3],
+        None => [0, 1, 2],
+    };
+    let reply = control::call_with_fds(
+        &dir.control_socket(),
+        &Request::Exec {
+            process,
+            stdio: vec![0, 1, 2],
+        },
+        &stdio,
+        Some(CONTROL_TIMEOUT),
+    )
+    .context("exec")?;
+    drop(pty_slave);
+    let pid = reply
+        .pid
+        .context("the sandbox did not say which process it started")?;
+    if o.detach {
+        let exe = std::env::current_exe().context("finding our own executable")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(g.to_args())
+            .arg("exec-wait")
+            .args(["--pid", &pid.to_string()])
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: setsid(2) between fork and exec, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let helper = cmd.spawn().context("starting the exec-wait helper")?;
+        if let Some(p) = &o.pid_file {
+            state::write_atomic(p, helper.id().to_string().as_bytes())
+                .with_context(|| format!("--pid-file {}", p.display()))?;
+        }
+        return Ok(0);
+    }
+    if let Some(p) = &o.pid_file {
+        state::write_atomic(p, std::process::id().to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", p.display()))?;
+    }
+    exec_wait(g, id, pid)
+}
+
+/// `runsc exec-wait` (internal): forwards the signals we get to process
+/// `pid` of the container and returns its exit code once it has exited
+/// (137, as SIGKILL, if the sandbox went away first).
+pub fn exec_wait(g: &GlobalOpts, id: &str, pid: i32) -> anyhow::Result<i32> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let set = forward_signals_setup();
+    let sock = dir.control_socket();
+    let sock2 = sock.clone();
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: sigwait on a valid set with a valid out pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            let r = control::call(
+                &sock2,
+                &Request::SignalProcess { pid, signal: sig },
+                Some(CONTROL_TIMEOUT),
+            );
+            if let Err(e) = r {
+                tracing::debug!("forwarding signal {sig} to process {pid}: {e:#}");
+            }
+        });
+    match control::call(&sock, &Request::WaitProcess { pid }, None) {
+        Ok(r) => Ok(r.exit_code.unwrap_or(128 + libc::SIGKILL)),
+        Err(e) => {
+            tracing::debug!("waiting for process {pid}: {e:#}");
+            Ok(128 + libc::SIGKILL)
+        }
+    }
+}
+
+/// `runsc pause`: stops the sandbox process (SIGSTOP), so no guest task
+/// is served any more: a guest thread gets as far as its next system call
+/// or fault. Signals sent meanwhile wait for `resume`; SIGKILL does not.
+pub fn pause(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let mut st = dir.load()?;
+    match dir.status(&st) {
+        Status::Running => {}
+        Status::Paused => bail!("container {id} is already paused"),
+        Status::Created | Status::Stopped => bail!("container {id} is not running"),
+    }
+    // SAFETY: kill(2) of the sandbox process, alive and checked by start
+    // time in status() just above.
+    if unsafe { libc::kill(st.pid, libc::SIGSTOP) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("stopping the sandbox process");
+    }
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    while !state::all_threads_stopped(st.pid) {
+        if Instant::now() > deadline {
+            // SAFETY: as above; undo the half-done pause.
+            unsafe {
+                libc::kill(st.pid, libc::SIGCONT);
+            }
+            bail!("the sandbox process did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    st.status = Status::Paused;
+    dir.save(&st)
+}
+
+/// `runsc resume`: continues a paused sandbox and delivers the signals
+/// `kill` held back.
+pub fn resume(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
+    let dir = ContainerDir::new(&g.root, id)?;
+    let _lock = dir.lock();
+    let mut st = dir.load()?;
+    if dir.status(&st) != Status::Paused {
+        bail!("container {id} is not paused");
+    }
+    // SAFETY: kill(2) of the sandbox process, alive and checked above.
+    if unsafe { libc::kill(st.pid, libc::SIGCONT) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("continuing the sandbox process");
+    }
+    let pending = std::mem::take(&mut st.pending_signals);
+    st.status = Status::Running;
+    dir.save(&st)?;
+    for p in pending {
+        let r = control::call(
+            &dir.control_socket(),
+            &Request::Signal {
+                signal: p.signal,
+                all: p.all,
+            },
+            Some(CONTROL_TIMEOUT),
+        );
+        if let Err(e) = r {
+            if dir.status(&st) == Status::Stopped {
+                break;
+            }
+            tracing::warn!("delivering signal {} held while paused: {e:#}", p.signal);
+        }
     }
     Ok(())
 }

@@ -51,8 +51,11 @@ pub struct Container {
     /// Bind mounts of directories: (destination, canonical source,
     /// read-only).
     pub bind_mounts: Vec<(String, PathBuf, bool)>,
-    /// Mounts accepted but not acted upon yet (bind mounts of files), for
-    /// a warning.
+    /// Bind mounts of regular files: (destination, canonical source,
+    /// read-only). The sandbox serves a private copy made at boot.
+    pub file_mounts: Vec<(String, PathBuf, bool)>,
+    /// Mounts accepted but not acted upon (bind mounts of sockets and
+    /// devices), for a warning.
     pub ignored_mounts: Vec<String>,
     pub annotations: BTreeMap<String, String>,
     pub hooks: Hooks,
@@ -161,6 +164,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
     let mut tmpfs_mounts = Vec::new();
     let mut ignored_mounts = Vec::new();
     let mut bind_mounts = Vec::new();
+    let mut file_mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest =
             normalize(m.destination()).with_context(|| format!("mounts[{i}].destination"))?;
@@ -182,9 +186,11 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
                 .with_context(|| format!("mounts[{i}].source: missing for a bind mount"))?;
             let src = std::fs::canonicalize(src)
                 .with_context(|| format!("mounts[{i}].source: {}", src.display()))?;
+            let ro = m.options().iter().flatten().any(|o| o == "ro");
             if src.is_dir() {
-                let ro = m.options().iter().flatten().any(|o| o == "ro");
                 bind_mounts.push((dest, src, ro));
+            } else if src.is_file() {
+                file_mounts.push((dest, src, ro));
             } else {
                 ignored_mounts.push(dest);
             }
@@ -238,6 +244,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         rlimits,
         tmpfs_mounts,
         bind_mounts,
+        file_mounts,
         ignored_mounts,
         annotations: spec
             .annotations()
@@ -398,10 +405,9 @@ mod tests {
         assert_eq!(c.hostname.as_deref(), Some("0123456789ab"));
         assert!(!c.root_readonly);
         assert!(c.tmpfs_mounts.is_empty(), "{:?}", c.tmpfs_mounts);
-        assert_eq!(
-            c.ignored_mounts,
-            ["/etc/resolv.conf", "/etc/hostname", "/etc/hosts"]
-        );
+        let files: Vec<&str> = c.file_mounts.iter().map(|m| m.0.as_str()).collect();
+        assert_eq!(files, ["/etc/resolv.conf", "/etc/hostname", "/etc/hosts"]);
+        assert!(c.ignored_mounts.is_empty(), "{:?}", c.ignored_mounts);
         assert_eq!(c.bind_mounts.len(), 1);
         assert_eq!(c.bind_mounts[0].0, "/data");
         assert!(!c.bind_mounts[0].2, "rw");

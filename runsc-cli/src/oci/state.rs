@@ -18,6 +18,8 @@ pub const EXIT_FILE: &str = "exit.json";
 pub enum Status {
     Created,
     Running,
+    /// The sandbox process is stopped (SIGSTOP) by `pause`.
+    Paused,
     Stopped,
 }
 
@@ -26,6 +28,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -51,6 +54,17 @@ pub struct State {
     /// The --network mode the sandbox was created with.
     #[serde(default)]
     pub network: String,
+    /// Signals `kill` took while the container was paused, delivered by
+    /// `resume` (as a frozen cgroup holds them for runc).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_signals: Vec<PendingSignal>,
+}
+
+/// A signal waiting for `resume`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct PendingSignal {
+    pub signal: i32,
+    pub all: bool,
 }
 
 /// The OCI state as `runsc state` prints it.
@@ -208,6 +222,22 @@ pub fn process_start_time(pid: i32) -> anyhow::Result<u64> {
     proc_stat(pid)
         .map(|(_, t)| t)
         .with_context(|| format!("reading /proc/{pid}/stat"))
+}
+
+/// Whether every thread of `pid` is stopped (a group stop completed).
+pub fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    rd.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 1..];
+                rest.split_whitespace().next().map(|st| st == "T")
+            })
+            .unwrap_or(true)
+    })
 }
 
 /// Whether the sandbox process still runs (a zombie has finished).

@@ -124,6 +124,7 @@ impl Kernel {
         let ptg = self.ts().procs.get(&parent).map(|e| e.tg.clone());
         let Some(ptg) = ptg else {
             self.ts().procs.remove(&tgid);
+            self.parentless_exit(tgid, status);
             return;
         };
         let act = ptg.action(SIGCHLD);

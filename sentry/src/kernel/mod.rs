@@ -143,6 +143,9 @@ pub struct Kernel {
     pub strace: bool,
     pub boot: Instant,
     exit: (Mutex<Option<i32>>, Condvar),
+    /// Wait statuses of processes started from outside with no parent
+    /// (`runsc exec`), kept until `wait_parentless` collects them.
+    parentless_exits: (Mutex<HashMap<i32, i32>>, Condvar),
 }
 
 impl Kernel {
@@ -163,6 +166,7 @@ impl Kernel {
             strace,
             boot: Instant::now(),
             exit: (Mutex::new(None), Condvar::new()),
+            parentless_exits: (Mutex::new(HashMap::new()), Condvar::new()),
         })
     }
 
@@ -198,6 +202,42 @@ impl Kernel {
                 return s;
             }
             e = self.exit.1.wait(e).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A process without a parent in the sandbox (one `runsc exec`
+    /// started) exited with `wait_status`.
+    pub fn parentless_exit(&self, tgid: i32, wait_status: i32) {
+        let (m, cv) = &self.parentless_exits;
+        m.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tgid, wait_status);
+        cv.notify_all();
+    }
+
+    /// Blocks until parentless process `tgid` exits (or the sandbox
+    /// ends: then it was killed with the rest); returns its wait status.
+    pub fn wait_parentless(&self, tgid: i32) -> i32 {
+        let (m, cv) = &self.parentless_exits;
+        let mut exits = m.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = exits.remove(&tgid) {
+                return s;
+            }
+            if self
+                .exit
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+                && !self.ts().procs.contains_key(&tgid)
+            {
+                return libc::SIGKILL;
+            }
+            exits = cv
+                .wait_timeout(exits, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
