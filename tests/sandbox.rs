@@ -1917,3 +1917,50 @@ fn py_o_tmpfile_linked_later() {
         "nlink 0 0o640\nafter link nlink 1 anon data\nexcl link ENOENT\n"
     );
 }
+
+#[test]
+fn py_map_shared_tmpfs_files_are_coherent() {
+    // MAP_SHARED mappings of tmpfs files share the file's pages: POSIX
+    // shared memory between processes, write(2) seen through a mapping and
+    // the other way, a forked child's stores; a private mapping stays
+    // private.
+    let o = assert_same_spec(&py(r#"
+        import mmap, os
+        from multiprocessing import shared_memory, Process
+        def child(name):
+            s = shared_memory.SharedMemory(name=name)
+            s.buf[5:11] = b' world'
+            s.close()
+        if __name__ == '__main__':
+            shm = shared_memory.SharedMemory(create=True, size=10000)
+            shm.buf[:5] = b'hello'
+            p = Process(target=child, args=(shm.name,)); p.start(); p.join()
+            print(bytes(shm.buf[:11]))
+            shm.close(); shm.unlink()
+            path = '/dev/shm/mapt-%d' % os.getpid()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.ftruncate(fd, 8192)
+            m = mmap.mmap(fd, 8192, mmap.MAP_SHARED)
+            m[0:3] = b'abc'
+            print(os.pread(fd, 3, 0))
+            os.pwrite(fd, b'XYZ', 4096)
+            print(m[4096:4099])
+            pid = os.fork()
+            if pid == 0:
+                m[100:104] = b'kid!'
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print(m[100:104], os.pread(fd, 4, 100))
+            m2 = mmap.mmap(fd, 8192, mmap.MAP_SHARED)
+            print(m2[0:3], m2[4096:4099])
+            m.close(); m2.close()
+            p = mmap.mmap(fd, 4096, mmap.MAP_PRIVATE)
+            p[0:4] = b'priv'
+            print(os.pread(fd, 4, 0), p[0:4])
+            p.close(); os.close(fd); os.unlink(path)
+    "#));
+    assert_eq!(
+        o.stdout_str(),
+        "b'hello world'\nb'abc'\nb'XYZ'\nb'kid!' b'kid!'\nb'abc' b'XYZ'\nb'abc\\x00' b'priv'\n"
+    );
+}

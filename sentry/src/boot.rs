@@ -493,6 +493,9 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     forward_host_signals_setup();
     crate::net::set_network_mode(cfg.network);
     let mf = Arc::new(MemoryFile::new()?);
+    // tmpfs pages shared with MAP_SHARED mappings must live in the memory
+    // file the platform maps.
+    crate::mm::memory_file::set_global(mf.clone());
     let platform =
         platform::ptrace::PtracePlatform::new(mf.fd()).context("starting the ptrace platform")?;
     let client = Arc::new(gofer::Client::new(cfg.gofer));

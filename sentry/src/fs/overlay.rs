@@ -643,6 +643,9 @@ impl FileOps for OverlayFile {
     fn fsync(&self) -> KResult<()> {
         self.inner.fsync()
     }
+    fn shared_mapping(&self, off: u64, len: u64) -> Option<KResult<Vec<crate::mm::MapRun>>> {
+        self.inner.shared_mapping(off, len)
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -13,6 +13,8 @@
 use super::{check_open, lock, new_anon_dev, new_fs_id, next_ino, DirFile, PathFile};
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::Task;
+use crate::mm::memory_file::{global as global_memory_file, Extent};
+use crate::mm::MapRun;
 use crate::vfs::{DirEntry, File, FileOps, Inode, Stat, Timespec};
 use std::any::Any;
 use std::collections::btree_map::Entry;
@@ -120,7 +122,64 @@ struct DirData {
 struct FileData {
     size: u64,
     /// Page index → PAGE bytes. Missing pages read as zeros.
-    pages: BTreeMap<u64, Box<[u8]>>,
+    pages: BTreeMap<u64, Page>,
+}
+
+/// One page of file data: on the sentry's heap, or, once the file has
+/// been mapped MAP_SHARED, in the memory file, where guest mappings see
+/// the same bytes as read(2) and write(2).
+enum Page {
+    Heap(Box<[u8]>),
+    /// Page `index` of a run of the memory file.
+    Mem(Arc<Extent>, u64),
+}
+
+impl Page {
+    fn new() -> Page {
+        Page::Heap(vec![0u8; PAGE].into_boxed_slice())
+    }
+
+    fn ptr(&self) -> *const u8 {
+        match self {
+            Page::Heap(b) => b.as_ptr(),
+            Page::Mem(e, i) => e.mf.ptr(e.off + i * PAGE as u64),
+        }
+    }
+
+    fn ptr_mut(&mut self) -> *mut u8 {
+        match self {
+            Page::Heap(b) => b.as_mut_ptr(),
+            Page::Mem(e, i) => e.mf.ptr(e.off + *i * PAGE as u64),
+        }
+    }
+
+    /// Copies bytes `at..at+dst.len()` of the page out (`at + len <= PAGE`).
+    fn read(&self, at: usize, dst: &mut [u8]) {
+        let n = dst.len().min(PAGE.saturating_sub(at));
+        // SAFETY: the page is PAGE bytes (heap box or memory-file page kept
+        // alive by its extent); at+n <= PAGE and dst holds n bytes. Guests
+        // may write a shared page concurrently: bytes, no references.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr().add(at), dst.as_mut_ptr(), n) }
+    }
+
+    /// Copies `src` into the page at `at` (`at + len <= PAGE`).
+    fn write(&mut self, at: usize, src: &[u8]) {
+        let n = src.len().min(PAGE.saturating_sub(at));
+        // SAFETY: as in `read`, the other way.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr_mut().add(at), n) }
+    }
+
+    /// Zeroes the page from `at` to its end.
+    fn zero_from(&mut self, at: usize) {
+        if at < PAGE {
+            // SAFETY: at < PAGE; the page is PAGE bytes.
+            unsafe { std::ptr::write_bytes(self.ptr_mut().add(at), 0, PAGE - at) }
+        }
+    }
+
+    fn is_mem(&self) -> bool {
+        matches!(self, Page::Mem(..))
+    }
 }
 
 enum Kind {
@@ -381,12 +440,8 @@ impl TmpfsInode {
                     let (idx, in_page) = (pos / PAGE as u64, (pos % PAGE as u64) as usize);
                     let chunk = (PAGE - in_page).min(n - done);
                     let dst = &mut buf[done..done + chunk];
-                    match fd
-                        .pages
-                        .get(&idx)
-                        .and_then(|p| p.get(in_page..in_page + chunk))
-                    {
-                        Some(src) => dst.copy_from_slice(src),
+                    match fd.pages.get(&idx) {
+                        Some(p) => p.read(in_page, dst),
                         None => dst.fill(0),
                     }
                     done += chunk;
@@ -431,12 +486,10 @@ impl TmpfsInode {
                         if !self.fs.reserve_page() {
                             break;
                         }
-                        v.insert(vec![0u8; PAGE].into_boxed_slice())
+                        v.insert(Page::new())
                     }
                 };
-                if let Some(dst) = page.get_mut(in_page..in_page + chunk) {
-                    dst.copy_from_slice(&buf[done..done + chunk]);
-                }
+                page.write(in_page, &buf[done..done + chunk]);
                 done += chunk;
             }
             fd.size = fd.size.max(off + done as u64);
@@ -446,6 +499,78 @@ impl TmpfsInode {
         }
         self.touch_modified(Timespec::now());
         Ok(done)
+    }
+
+    /// The file's pages `first..first+n` for a MAP_SHARED mapping, moved
+    /// into the memory file where they are not yet (missing pages are
+    /// allocated, counting against the size limit; pages past the end of
+    /// the file read as zeros instead of raising SIGBUS). Runs of pages
+    /// that are contiguous in the memory file come back as one run each.
+    pub fn shared_runs(&self, first: u64, n: u64) -> KResult<Vec<MapRun>> {
+        let data = match &self.kind {
+            Kind::File(d) => d,
+            _ => return Err(Errno::ENODEV),
+        };
+        let mf = global_memory_file()?;
+        let mut fd = lock(data);
+        let mut runs: Vec<MapRun> = Vec::new();
+        let end = first.checked_add(n).ok_or(Errno::EOVERFLOW)?;
+        let mut idx = first;
+        while idx < end {
+            if let Some(Page::Mem(ext, i)) = fd.pages.get(&idx) {
+                let (ext, i) = (ext.clone(), *i);
+                match runs.last_mut() {
+                    Some(r)
+                        if Arc::ptr_eq(&r.ext, &ext)
+                            && r.ext_page + r.n == i
+                            && r.first + r.n == idx - first =>
+                    {
+                        r.n += 1
+                    }
+                    _ => runs.push(MapRun {
+                        first: idx - first,
+                        n: 1,
+                        ext,
+                        ext_page: i,
+                    }),
+                }
+                idx += 1;
+                continue;
+            }
+            // A stretch of heap or missing pages: one new run for it.
+            let mut stop = idx;
+            while stop < end && !fd.pages.get(&stop).is_some_and(Page::is_mem) {
+                stop += 1;
+            }
+            let count = stop - idx;
+            let missing = (idx..stop).filter(|p| !fd.pages.contains_key(p)).count() as u64;
+            let mut reserved = 0;
+            while reserved < missing {
+                if !self.fs.reserve_page() {
+                    self.fs.release_pages(reserved);
+                    return Err(Errno::ENOMEM);
+                }
+                reserved += 1;
+            }
+            let ext = Arc::new(Extent::new(&mf, count * PAGE as u64)?);
+            for (k, p) in (idx..stop).enumerate() {
+                let mut page = Page::Mem(ext.clone(), k as u64);
+                if let Some(old) = fd.pages.get(&p) {
+                    let mut b = vec![0u8; PAGE];
+                    old.read(0, &mut b);
+                    page.write(0, &b);
+                }
+                fd.pages.insert(p, page);
+            }
+            runs.push(MapRun {
+                first: idx - first,
+                n: count,
+                ext,
+                ext_page: 0,
+            });
+            idx = stop;
+        }
+        Ok(runs)
     }
 
     /// (pages of file data used, pages allowed) for this filesystem, for
@@ -1003,7 +1128,7 @@ impl Inode for TmpfsInode {
                 let tail = (len % PAGE as u64) as usize;
                 if tail != 0 {
                     if let Some(p) = fd.pages.get_mut(&(len / PAGE as u64)) {
-                        p[tail..].fill(0);
+                        p.zero_from(tail);
                     }
                 }
             }
@@ -1049,6 +1174,11 @@ impl FileOps for TmpfsFile {
     }
     fn truncate(&self, len: u64) -> KResult<()> {
         self.inode.truncate(len)
+    }
+
+    fn shared_mapping(&self, off: u64, len: u64) -> Option<KResult<Vec<MapRun>>> {
+        let page = PAGE as u64;
+        Some(self.inode.shared_runs(off / page, len.div_ceil(page)))
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -1371,5 +1501,46 @@ mod tests {
         // Moving a directory's sibling into it is fine.
         root.rename(b"file", &a, b"file").unwrap();
         assert_eq!(names(&a), vec![b"file".to_vec()]);
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+
+    #[test]
+    fn shared_runs_move_pages_into_the_memory_file_once() {
+        let root = new_tmpfs(0o755);
+        let f = root.create(b"f", 0o644, 0, 0).expect("create");
+        let t = f.as_any().downcast_ref::<TmpfsInode>().expect("tmpfs");
+        t.write_at(b"hello", 0).expect("write");
+        t.write_at(b"page2", 2 * PAGE as u64).expect("write");
+        // Pages 0..4: the heap page 0, a hole, heap page 2, a hole: one run.
+        let runs = t.shared_runs(0, 4).expect("runs");
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].first, runs[0].n, runs[0].ext_page), (0, 4, 0));
+        let mut b = [0u8; 5];
+        assert_eq!(t.read_at(&mut b, 0).expect("read"), 5);
+        assert_eq!(&b, b"hello");
+        // The same pages again: the same run, nothing new allocated.
+        let again = t.shared_runs(1, 2).expect("runs");
+        assert_eq!(again.len(), 1);
+        assert!(Arc::ptr_eq(&again[0].ext, &runs[0].ext));
+        assert_eq!((again[0].first, again[0].n, again[0].ext_page), (0, 2, 1));
+        // A write through the file is in the mapped page.
+        t.write_at(b"X", 2 * PAGE as u64).expect("write");
+        let mut m = [0u8; 1];
+        // SAFETY: page 2 of the run is mapped in the sentry's view.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                runs[0].ext.mf.ptr(runs[0].ext.off + 2 * PAGE as u64),
+                m.as_mut_ptr(),
+                1,
+            )
+        };
+        assert_eq!(&m, b"X");
+        // Beyond the mapped pages, a new run.
+        let more = t.shared_runs(3, 3).expect("runs");
+        assert_eq!(more.len(), 2);
     }
 }

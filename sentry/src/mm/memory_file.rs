@@ -197,6 +197,24 @@ impl Drop for MemoryFile {
     }
 }
 
+static GLOBAL: std::sync::OnceLock<std::sync::Arc<MemoryFile>> = std::sync::OnceLock::new();
+
+/// Makes `mf` the sandbox's memory file for users that are not tied to an
+/// address space (tmpfs pages shared with mappings). Set once at boot.
+pub fn set_global(mf: std::sync::Arc<MemoryFile>) {
+    let _ = GLOBAL.set(mf);
+}
+
+/// The sandbox's memory file (a private one is made on first use where
+/// boot did not set it, as in unit tests).
+pub fn global() -> KResult<std::sync::Arc<MemoryFile>> {
+    if let Some(m) = GLOBAL.get() {
+        return Ok(m.clone());
+    }
+    let mf = MemoryFile::new().map_err(|_| Errno::ENOMEM)?;
+    Ok(GLOBAL.get_or_init(|| std::sync::Arc::new(mf)).clone())
+}
+
 /// An allocated range of the memory file, freed when the last user drops it.
 pub struct Extent {
     pub mf: std::sync::Arc<MemoryFile>,

@@ -53,6 +53,16 @@ pub enum Backing<'a> {
     Shared(Arc<Extent>, u64),
 }
 
+/// Part of a shared file mapping backed by one contiguous range of the
+/// memory file (the file's own pages): pages `first..first+n` of the
+/// mapping are pages `ext_page..` of `ext`.
+pub struct MapRun {
+    pub first: u64,
+    pub n: u64,
+    pub ext: Arc<Extent>,
+    pub ext_page: u64,
+}
+
 pub struct MmState {
     pub vmas: BTreeMap<u64, Vma>,
     pub brk_start: u64,
@@ -223,6 +233,62 @@ impl MemoryManager {
                 growsdown: req.growsdown,
             },
         );
+        Ok(addr)
+    }
+
+    /// A MAP_SHARED mapping of a file whose pages live in the memory file
+    /// (tmpfs): each run becomes one VMA mapping the file's own pages, so
+    /// every process mapping the file, and read/write on it, see the same
+    /// bytes.
+    pub fn map_shared_file(
+        &self,
+        ctx: &mut dyn Context,
+        req: MapRequest,
+        runs: Vec<MapRun>,
+        name: Arc<str>,
+        file_off: u64,
+    ) -> KResult<u64> {
+        let len = page_up(req.len);
+        if len == 0 || req.len > (1 << 46) {
+            return Err(Errno::EINVAL);
+        }
+        if runs.iter().map(|r| r.n).sum::<u64>() * PAGE != len {
+            return Err(Errno::EINVAL);
+        }
+        let mut st = self.lock();
+        let addr = if req.fixed || req.noreplace {
+            if req.addr % PAGE != 0 || req.addr.checked_add(len).is_none_or(|e| e > st.max_addr) {
+                return Err(Errno::EINVAL);
+            }
+            if req.noreplace && !st.is_free(req.addr, len) {
+                return Err(Errno::EEXIST);
+            }
+            req.addr
+        } else {
+            st.find_free(page_down(req.addr), len)
+                .ok_or(Errno::ENOMEM)?
+        };
+        st.remove_range(&self.mf, addr, len);
+        for r in runs {
+            let start = addr + r.first * PAGE;
+            let ext_off = r.ext_page * PAGE;
+            ctx.map(start, r.n * PAGE, req.prot, r.ext.off + ext_off)
+                .map_err(host_err)?;
+            st.vmas.insert(
+                start,
+                Vma {
+                    start,
+                    end: start + r.n * PAGE,
+                    prot: req.prot,
+                    shared: true,
+                    ext: r.ext,
+                    ext_off,
+                    name: Some(name.clone()),
+                    file_off: file_off + r.first * PAGE,
+                    growsdown: false,
+                },
+            );
+        }
         Ok(addr)
     }
 

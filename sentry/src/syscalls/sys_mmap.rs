@@ -74,8 +74,16 @@ pub fn mmap(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             Err(e) => Err(e),
         }
     };
-    // File contents are copied in: shared writable file mappings are not
-    // written back yet (see the compatibility table).
+    // Files whose pages can live in the memory file (tmpfs) share them
+    // with every MAP_SHARED mapping; others get a copy.
+    if shared {
+        if let Some(runs) = f.ops.shared_mapping(off, len) {
+            let runs = runs?;
+            return mm.map_shared_file(t.ctx.as_mut(), req, runs, name, off);
+        }
+    }
+    // File contents are copied in: shared writable mappings of files that
+    // are not on tmpfs are not written back (see the compatibility table).
     mm.map(t.ctx.as_mut(), req, Backing::File(&mut fill, name, off))
 }
 

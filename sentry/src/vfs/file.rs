@@ -59,6 +59,12 @@ pub trait FileOps: Send + Sync + Any {
     fn fsync(&self) -> KResult<()> {
         Ok(())
     }
+    /// For MAP_SHARED: the file's own pages `off..off+len` (page-aligned
+    /// offset) in the memory file, so mappings share them. None: this file
+    /// cannot (the mapping gets a copy).
+    fn shared_mapping(&self, _off: u64, _len: u64) -> Option<KResult<Vec<crate::mm::MapRun>>> {
+        None
+    }
     /// The socket interface, for files that are sockets.
     fn as_socket(&self) -> Option<&dyn crate::net::socket::Socket> {
         None
