@@ -299,3 +299,43 @@ fn proc_net_files_match_a_fresh_netns() {
     let sandbox = run_sandbox(&["/bin/sh", "-c", files], None);
     assert_eq!(sandbox.stdout_str(), native.stdout_str(), "{sandbox:?}");
 }
+
+#[test]
+fn host_unix_socket_in_the_image_with_host_uds() {
+    // A host server's socket file in the image tree: refused by default,
+    // reached through the gofer with --host-uds (stream, both directions,
+    // the peer's name and credentials).
+    use std::io::{Read, Write};
+    let dir = std::path::PathBuf::from(format!("/var/tmp/host-uds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("accept");
+        let mut b = [0u8; 10];
+        c.read_exact(&mut b).expect("read");
+        c.write_all(&b.to_ascii_uppercase()).expect("write");
+    });
+    let client = format!(
+        "import socket, errno, struct, os\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n    s.connect('{p}')\n\
+         except OSError as e:\n    print('error', errno.errorcode[e.errno]); raise SystemExit\n\
+         s.sendall(b'hello host')\n\
+         print(s.recv(100), s.getpeername() == '{p}')\n\
+         pid, uid, gid = struct.unpack('3i', s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))\n\
+         print('peer pid is a host pid', pid > 1)\n",
+        p = path.display()
+    );
+    let refused = py(&client).run_sandbox();
+    assert_eq!(refused.stdout_str(), "error ECONNREFUSED\n", "{refused:?}");
+    let o = py(&client).do_flag("--host-uds").run_sandbox();
+    assert_eq!(
+        o.stdout_str(),
+        "b'HELLO HOST' True\npeer pid is a host pid True\n",
+        "{o:?}"
+    );
+    server.join().expect("server");
+    let _ = std::fs::remove_dir_all(&dir);
+}

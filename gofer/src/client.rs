@@ -111,7 +111,7 @@ impl Client {
                 ));
             }
             let reply = resp.result?;
-            let fd = if op == Op::Open || op == Op::Create {
+            let fd = if op == Op::Open || op == Op::Create || op == Op::Connect {
                 if fds.len() != 1 {
                     return Err(broken(
                         "bad reply",
@@ -405,6 +405,15 @@ impl Client {
         match self.call(&Request::SetAttr { fid, attr: *attr })?.0 {
             Reply::SetAttr(stat) => Ok(stat),
             r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// A host socket connected to the socket file of `fid` (a server
+    /// allowing host sockets only; else `ECONNREFUSED`).
+    pub fn connect(&self, fid: Fid, sock_type: i32) -> Result<OwnedFd, Errno> {
+        match self.call(&Request::Connect { fid, sock_type })? {
+            (Reply::Connect, Some(fd)) => Ok(fd),
+            (r, _) => Err(Self::unexpected(r)),
         }
     }
 

@@ -33,5 +33,5 @@ pub mod transport;
 
 pub use client::{Client, DirPage};
 pub use protocol::{DirEntry, Fid, SetAttr, Stat, Statfs};
-pub use server::{run, serve, MAX_FIDS};
+pub use server::{run, run_with, serve, serve_with, MAX_FIDS};
 pub use transport::socketpair;

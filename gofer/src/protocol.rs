@@ -49,6 +49,12 @@
 //! | 19 SetXattr | fid u64, xattr name, flags u32, len u32, value | — |
 //! | 20 ListXattr | fid u64                          | len u32, names (each NUL-terminated) |
 //! | 21 RemoveXattr | fid u64, xattr name            | — |
+//! | 22 Connect | fid u64, type i32 (SOCK_STREAM or SOCK_SEQPACKET) | — (a connected host socket attached) |
+//!
+//! Connect (added without a version change, like ops 9 to 21) connects a
+//! new host AF_UNIX socket to the socket file of `fid` and donates it; a
+//! server not started to allow host sockets answers `ECONNREFUSED`, as
+//! does a fid that is no socket.
 //!
 //! Ops 9 to 21 modify the tree (Fsync, GetXattr and ListXattr excepted)
 //! and are answered with `EROFS` by a read-only server. They were added without
@@ -173,6 +179,7 @@ pub enum Op {
     SetXattr = 19,
     ListXattr = 20,
     RemoveXattr = 21,
+    Connect = 22,
 }
 
 impl Op {
@@ -200,6 +207,7 @@ impl Op {
             19 => Op::SetXattr,
             20 => Op::ListXattr,
             21 => Op::RemoveXattr,
+            22 => Op::Connect,
             _ => return None,
         })
     }
@@ -410,6 +418,10 @@ pub enum Request {
     Fsync {
         fid: Fid,
     },
+    Connect {
+        fid: Fid,
+        sock_type: i32,
+    },
     GetXattr {
         fid: Fid,
         name: Vec<u8>,
@@ -449,6 +461,7 @@ impl Request {
             Request::Rename { .. } => Op::Rename,
             Request::SetAttr { .. } => Op::SetAttr,
             Request::Fsync { .. } => Op::Fsync,
+            Request::Connect { .. } => Op::Connect,
             Request::GetXattr { .. } => Op::GetXattr,
             Request::SetXattr { .. } => Op::SetXattr,
             Request::ListXattr { .. } => Op::ListXattr,
@@ -503,6 +516,7 @@ pub enum Reply {
     /// The attributes after the change.
     SetAttr(Stat),
     Fsync,
+    Connect,
     GetXattr(Vec<u8>),
     SetXattr,
     /// The names, each NUL-terminated (as listxattr(2) gives them).
@@ -530,6 +544,7 @@ impl Reply {
             Reply::Rename => Op::Rename,
             Reply::SetAttr(_) => Op::SetAttr,
             Reply::Fsync => Op::Fsync,
+            Reply::Connect => Op::Connect,
             Reply::GetXattr(_) => Op::GetXattr,
             Reply::SetXattr => Op::SetXattr,
             Reply::ListXattr(_) => Op::ListXattr,
@@ -947,6 +962,10 @@ pub fn encode_request(tag: u32, req: &Request) -> Result<Vec<u8>, ProtoError> {
             w.u64(*fid);
             w.i32(*flags);
         }
+        Request::Connect { fid, sock_type } => {
+            w.u64(*fid);
+            w.i32(*sock_type);
+        }
         Request::Readdir { fid, cookie } => {
             w.u64(*fid);
             w.u64(*cookie);
@@ -1155,6 +1174,10 @@ pub fn decode_request(buf: &[u8]) -> Result<(Header, Request), ProtoError> {
             attr: r.setattr()?,
         },
         Op::Fsync => Request::Fsync { fid: r.u64()? },
+        Op::Connect => Request::Connect {
+            fid: r.u64()?,
+            sock_type: r.i32()?,
+        },
         Op::GetXattr => Request::GetXattr {
             fid: r.u64()?,
             name: r.xattr_name()?,
@@ -1212,6 +1235,7 @@ pub fn encode_response(
         | Reply::Unlink
         | Reply::Rename
         | Reply::Fsync
+        | Reply::Connect
         | Reply::SetXattr
         | Reply::RemoveXattr => {}
         Reply::GetXattr(b) | Reply::ListXattr(b) => w.blob(b)?,
@@ -1333,6 +1357,7 @@ pub fn decode_response(buf: &[u8]) -> Result<Response, ProtoError> {
         Op::Rename => Reply::Rename,
         Op::SetAttr => Reply::SetAttr(r.stat()?),
         Op::Fsync => Reply::Fsync,
+        Op::Connect => Reply::Connect,
         Op::GetXattr => Reply::GetXattr(r.blob()?),
         Op::SetXattr => Reply::SetXattr,
         Op::ListXattr => Reply::ListXattr(r.blob()?),
@@ -1841,10 +1866,18 @@ mod tests {
         // Write ops are flagged; read ops (and fsync) are not.
         assert!(Op::Create.modifies() && Op::SetXattr.modifies() && Op::Rename.modifies());
         assert!(!Op::Walk.modifies() && !Op::Fsync.modifies() && !Op::GetXattr.modifies());
-        for v in 9..=21u8 {
+        for v in 9..=22u8 {
             assert_eq!(Op::from_u8(v).map(|o| o as u8), Some(v));
         }
-        assert_eq!(Op::from_u8(22), None);
+        assert!(!Op::Connect.modifies());
+        assert_eq!(Op::from_u8(23), None);
+        // Connect round-trips.
+        let req = Request::Connect {
+            fid: 9,
+            sock_type: libc::SOCK_STREAM,
+        };
+        let enc = encode_request(5, &req).expect("encode");
+        assert_eq!(decode_request(&enc).map(|(_, r)| r), Ok(req));
     }
 
     #[test]

@@ -329,6 +329,8 @@ enum Make {
 struct Server {
     root: Arc<OwnedFd>,
     read_only: bool,
+    /// Connect may reach host Unix sockets in the tree.
+    host_uds: bool,
     /// Running as root: new files get the owner the client asks for.
     is_root: bool,
     fids: HashMap<Fid, FidEntry>,
@@ -337,10 +339,11 @@ struct Server {
 }
 
 impl Server {
-    fn new(root: OwnedFd, read_only: bool) -> Server {
+    fn new(root: OwnedFd, read_only: bool, host_uds: bool) -> Server {
         Server {
             root: Arc::new(root),
             read_only,
+            host_uds,
             is_root: nix::unistd::geteuid().is_root(),
             fids: HashMap::new(),
             next_fid: 1,
@@ -502,6 +505,10 @@ impl Server {
             Request::SetAttr { fid, attr } => {
                 let stat = self.setattr(fid, &attr)?;
                 Ok((Reply::SetAttr(stat), None))
+            }
+            Request::Connect { fid, sock_type } => {
+                let fd = self.connect(fid, sock_type)?;
+                Ok((Reply::Connect, Some(fd)))
             }
             Request::Fsync { fid } => {
                 let e = self.entry(fid)?;
@@ -741,6 +748,48 @@ impl Server {
                 Err(e)
             }
         }
+    }
+
+    /// Connect: a new host socket connected to the socket file of `fid`
+    /// (reached through its O_PATH fd's /proc link, so the path is the one
+    /// already confined to the root).
+    fn connect(&self, fid: Fid, sock_type: i32) -> Result<OwnedFd, Errno> {
+        let e = self.entry(fid)?;
+        if !self.host_uds || e.stat.file_type() != libc::S_IFSOCK {
+            return Err(Errno::ECONNREFUSED);
+        }
+        if sock_type != libc::SOCK_STREAM && sock_type != libc::SOCK_SEQPACKET {
+            return Err(Errno::EPROTOTYPE);
+        }
+        // SAFETY: socket(2) with constant arguments; the fd is ours.
+        let raw = unsafe { libc::socket(libc::AF_UNIX, sock_type | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: raw is a fresh fd nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        let path = proc_fd_path(e.fd.as_fd());
+        let bytes = path.as_bytes_with_nul();
+        // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+        let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        if bytes.len() > sa.sun_path.len() {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len()) as libc::socklen_t;
+        // SAFETY: connect with a sockaddr_un we filled and its length.
+        let r = unsafe {
+            libc::connect(
+                sock.as_raw_fd(),
+                &sa as *const libc::sockaddr_un as *const libc::sockaddr,
+                len,
+            )
+        };
+        check(r)?;
+        Ok(sock)
     }
 
     /// Link: a new name `name` in `dir` for the file of fid `target`.
@@ -1191,6 +1240,17 @@ impl Server {
 /// write access, and every op that changes the tree, gets `EROFS`. Malformed messages get an error reply
 /// (`EINVAL`, or `ENOSYS` for an unknown op) and the loop goes on.
 pub fn serve(root: OwnedFd, sock: OwnedFd, read_only: bool) -> anyhow::Result<()> {
+    serve_with(root, sock, read_only, false)
+}
+
+/// As [`serve`]; with `host_uds`, Connect reaches host Unix sockets found
+/// in the tree (gVisor's `--host-uds=open`).
+pub fn serve_with(
+    root: OwnedFd,
+    sock: OwnedFd,
+    read_only: bool,
+    host_uds: bool,
+) -> anyhow::Result<()> {
     let root_stat = stat_fd(root.as_fd()).context("fstat gofer root")?;
     if !root_stat.is_dir() {
         bail!("gofer root is not a directory");
@@ -1200,7 +1260,7 @@ pub fn serve(root: OwnedFd, sock: OwnedFd, read_only: bool) -> anyhow::Result<()
         bail!("gofer socket is {ty:?}, not SOCK_SEQPACKET");
     }
 
-    let mut server = Server::new(root, read_only);
+    let mut server = Server::new(root, read_only, host_uds);
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let got = match recv_msg(sock.as_fd(), &mut buf) {
@@ -1273,6 +1333,16 @@ pub fn serve(root: OwnedFd, sock: OwnedFd, read_only: bool) -> anyhow::Result<()
 /// `sock_fd`, which must be a `SOCK_SEQPACKET` Unix socket. Takes
 /// ownership of `sock_fd`: it is closed when this returns.
 pub fn run(root_path: &Path, sock_fd: RawFd, read_only: bool) -> anyhow::Result<()> {
+    run_with(root_path, sock_fd, read_only, false)
+}
+
+/// As [`run`], with [`serve_with`]'s `host_uds`.
+pub fn run_with(
+    root_path: &Path,
+    sock_fd: RawFd,
+    read_only: bool,
+    host_uds: bool,
+) -> anyhow::Result<()> {
     // Reject a closed or bogus fd before taking ownership of it.
     fcntl(sock_fd, FcntlArg::F_GETFD).with_context(|| format!("gofer socket fd {sock_fd}"))?;
     // SAFETY: the caller hands `sock_fd` over to us (documented contract),
@@ -1283,5 +1353,5 @@ pub fn run(root_path: &Path, sock_fd: RawFd, read_only: bool) -> anyhow::Result<
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(root_path)
         .with_context(|| format!("open gofer root {}", root_path.display()))?;
-    serve(OwnedFd::from(root), sock, read_only)
+    serve_with(OwnedFd::from(root), sock, read_only, host_uds)
 }

@@ -1759,3 +1759,50 @@ fn read_only_server_refuses_every_write_op() {
         assert_eq!(c.stat(f).expect("stat").st_size, HELLO.len() as i64);
     });
 }
+
+#[test]
+fn connect_reaches_host_sockets_only_when_allowed() {
+    use std::io::{Read as _, Write as _};
+    let tree = make_tree(false);
+    let listener =
+        std::os::unix::net::UnixListener::bind(tree.path.join("sock")).expect("bind host socket");
+    let echo = thread::spawn(move || {
+        for _ in 0..1 {
+            let (mut c, _) = listener.accept().expect("accept");
+            let mut b = [0u8; 5];
+            c.read_exact(&mut b).expect("read");
+            c.write_all(&b).expect("write");
+        }
+    });
+    for allowed in [false, true] {
+        let root = open_root(&tree.path);
+        let (client, server) = gofer::socketpair().expect("socketpair");
+        let th = thread::spawn(move || gofer::serve_with(root, server, true, allowed));
+        let c = Client::new(client);
+        let (root_fid, _) = c.attach().expect("attach");
+        let (sock_fid, st) = c.walk(root_fid, b"sock").expect("walk");
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFSOCK);
+        let (file_fid, _) = c.walk(root_fid, b"hello.txt").expect("walk");
+        assert_eq!(
+            c.connect(file_fid, libc::SOCK_STREAM).err(),
+            Some(Errno::ECONNREFUSED)
+        );
+        match c.connect(sock_fid, libc::SOCK_STREAM) {
+            Ok(fd) => {
+                assert!(allowed);
+                let mut s = std::os::unix::net::UnixStream::from(fd);
+                s.write_all(b"hello").expect("write");
+                let mut b = [0u8; 5];
+                s.read_exact(&mut b).expect("read");
+                assert_eq!(&b, b"hello");
+            }
+            Err(e) => {
+                assert!(!allowed);
+                assert_eq!(e, Errno::ECONNREFUSED);
+            }
+        }
+        drop(c);
+        th.join().expect("server").expect("serve");
+    }
+    echo.join().expect("echo");
+}

@@ -9,6 +9,12 @@ use std::path::Path;
 /// Spawns `runsc gofer --root ROOT` and returns our end of its socket.
 /// `rw` lets the guest write to the directory.
 pub fn spawn_gofer(root: &Path, rw: bool) -> anyhow::Result<OwnedFd> {
+    spawn_gofer_with(root, rw, false)
+}
+
+/// As [`spawn_gofer`]; with `host_uds` the gofer connects the sandbox to
+/// host Unix sockets found in the tree.
+pub fn spawn_gofer_with(root: &Path, rw: bool, host_uds: bool) -> anyhow::Result<OwnedFd> {
     let (ours, theirs) = gofer::socketpair().context("creating the gofer socket")?;
     let exe = std::env::current_exe().context("finding our own executable")?;
     let child_fd = theirs.as_raw_fd();
@@ -16,6 +22,9 @@ pub fn spawn_gofer(root: &Path, rw: bool) -> anyhow::Result<OwnedFd> {
     cmd.arg("gofer").arg("--root").arg(root).args(["--fd", "3"]);
     if rw {
         cmd.arg("--rw");
+    }
+    if host_uds {
+        cmd.arg("--host-uds");
     }
     // SAFETY: between fork and exec we only call async-signal-safe dup2 and
     // prctl on fds and values we own.

@@ -276,6 +276,10 @@ struct DoArgs {
     /// stack), `host` (host sockets: speed over isolation) or `none`.
     #[arg(long, value_enum, default_value_t = Network::Sandbox)]
     network: Network,
+    /// Let the guest connect(2) to host Unix sockets that are files of the
+    /// image (like gVisor's --host-uds=open); off by default.
+    #[arg(long)]
+    host_uds: bool,
     /// Working directory inside the sandbox.
     #[arg(long, default_value = "/")]
     cwd: String,
@@ -315,6 +319,9 @@ struct GoferArgs {
     /// Allow writes (default: read-only).
     #[arg(long)]
     rw: bool,
+    /// Let the sandbox connect to host Unix sockets found in the tree.
+    #[arg(long)]
+    host_uds: bool,
 }
 
 fn main() {
@@ -356,7 +363,7 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
     match cli.cmd {
         Command::Gofer(a) => {
             raise_nofile();
-            gofer::run(&a.root, a.fd, !a.rw)?;
+            gofer::run_with(&a.root, a.fd, !a.rw, a.host_uds)?;
             Ok(0)
         }
         Command::Do(d) => run_do(d, cli.strace),
@@ -458,7 +465,11 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
     };
     // Without the overlay, an image directory the user named is served
     // writable (the guest's changes land in it); the host's own root never is.
-    let ours = runsc_cli::gofer_process::spawn_gofer(&root, !d.overlay && d.image_root.is_some())?;
+    let ours = runsc_cli::gofer_process::spawn_gofer_with(
+        &root,
+        !d.overlay && d.image_root.is_some(),
+        d.host_uds,
+    )?;
     sentry::boot(sentry::BootConfig {
         argv: d.command,
         env: default_env(&d.env),

@@ -568,6 +568,10 @@ impl Inode for GoferInode {
         Ok(())
     }
 
+    fn connect_host(&self, sock_type: i32) -> KResult<std::os::fd::OwnedFd> {
+        self.fs.call(|c| c.connect(self.fid, sock_type))
+    }
+
     fn getxattr(&self, name: &[u8]) -> KResult<Vec<u8>> {
         self.fs.call(|c| c.getxattr(self.fid, name))
     }

@@ -518,6 +518,15 @@ impl Inode for OverlayNode {
         Ok(())
     }
 
+    fn connect_host(&self, sock_type: i32) -> KResult<std::os::fd::OwnedFd> {
+        // Only a node still in the image (not copied up) can be a host
+        // socket.
+        match (self.upper(), &self.lower) {
+            (None, Some(l)) => l.connect_host(sock_type),
+            _ => Err(Errno::ECONNREFUSED),
+        }
+    }
+
     fn getxattr(&self, name: &[u8]) -> KResult<Vec<u8>> {
         self.top()?.getxattr(name)
     }

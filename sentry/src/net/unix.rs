@@ -239,6 +239,9 @@ pub struct UnixSocket {
     gid: u32,
     ctime: Timespec,
     me: Weak<UnixSocket>,
+    /// Connected to a host socket of the image (through the gofer): all
+    /// I/O goes to this non-blocking host fd.
+    host: OnceLock<std::os::fd::OwnedFd>,
     st: Mutex<State>,
     queue: WaitQueue,
 }
@@ -289,6 +292,7 @@ fn new_unlisted(ty: i32, uid: u32, gid: u32) -> Arc<UnixSocket> {
             opts: CommonOpts::default(),
         }),
         queue: WaitQueue::new(),
+        host: OnceLock::new(),
     })
 }
 
@@ -560,7 +564,12 @@ impl UnixSocket {
                 self.ensure_name()?;
             }
         }
-        let server = Self::lookup(t, sa)?;
+        let server = match Self::lookup(t, sa) {
+            Ok(s) => s,
+            // No socket of ours there: maybe a host socket of the image.
+            Err(e) if e == Errno::ECONNREFUSED => return self.connect_host(t, sa),
+            Err(e) => return Err(e),
+        };
         if let Some(r) = self.try_connect(t, &server) {
             return r;
         }
@@ -572,6 +581,139 @@ impl UnixSocket {
             self.try_connect(t, &server)
         })
         .map_err(|e| wait_errno(e, timeo))
+    }
+
+    /// connect(2) to a host socket in the image (when the sandbox allows
+    /// host sockets): the gofer connects a host socket and donates it,
+    /// and this socket then forwards everything to it.
+    fn connect_host(&self, t: &Task, sa: &[u8]) -> KResult<()> {
+        let Addr::Path(p) = parse_addr(sa)? else {
+            return Err(Errno::ECONNREFUSED);
+        };
+        let d = t.lookup_at(libc::AT_FDCWD, &p, true, false)?;
+        let st = d.inode.stat()?;
+        let fd = d.inode.connect_host(self.ty)?;
+        // SAFETY: F_SETFL on the fd we were just given.
+        unsafe {
+            let fl = libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFL);
+            libc::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::F_SETFL,
+                fl | libc::O_NONBLOCK,
+            );
+        }
+        let mut s = lock(&self.st);
+        if matches!(s.conn, Conn::Connected) {
+            return Err(Errno::EISCONN);
+        }
+        if self.host.set(fd).is_err() {
+            return Err(Errno::EISCONN);
+        }
+        s.conn = Conn::Connected;
+        s.peer_name = Some(Name::Path(p, (st.dev, st.ino)));
+        drop(s);
+        self.queue.notify_all();
+        Ok(())
+    }
+
+    fn host_raw(&self) -> Option<i32> {
+        self.host.get().map(std::os::fd::AsRawFd::as_raw_fd)
+    }
+
+    /// send on a host-connected socket (no fd passing across the host).
+    fn host_send(
+        &self,
+        t: &Task,
+        fd: i32,
+        buf: &[u8],
+        ctl: &SendControl,
+        nonblock: bool,
+    ) -> KResult<usize> {
+        if !ctl.rights.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let mut sent = 0;
+        let mut attempt = || -> Option<KResult<usize>> {
+            // SAFETY: send from a live buffer range to our host fd.
+            let r = unsafe {
+                libc::send(
+                    fd,
+                    buf[sent..].as_ptr() as *const libc::c_void,
+                    buf.len() - sent,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if r < 0 {
+                let e = Errno::last();
+                if e == Errno::EAGAIN {
+                    return None;
+                }
+                return Some(if sent > 0 { Ok(sent) } else { Err(e) });
+            }
+            sent += r as usize;
+            (sent == buf.len() || self.ty != libc::SOCK_STREAM).then_some(Ok(sent))
+        };
+        if let Some(r) = attempt() {
+            return r;
+        }
+        if nonblock {
+            return if sent > 0 {
+                Ok(sent)
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        let timeo = lock(&self.st).opts.sndtimeo;
+        match t.block_until(&[], &[(fd, libc::POLLOUT)], deadline(timeo), attempt) {
+            Err(_) if sent > 0 => Ok(sent),
+            Err(e) => Err(wait_errno(e, timeo)),
+            r => r,
+        }
+    }
+
+    fn host_recv(
+        &self,
+        t: &Task,
+        fd: i32,
+        buf: &mut [u8],
+        flags: i32,
+        nonblock: bool,
+    ) -> KResult<RecvMsg> {
+        let pass = flags & (libc::MSG_PEEK | libc::MSG_WAITALL | libc::MSG_TRUNC);
+        let attempt = |buf: &mut [u8]| -> Option<KResult<RecvMsg>> {
+            // SAFETY: recv into a live buffer of buf.len() bytes.
+            let r = unsafe {
+                libc::recv(
+                    fd,
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    (pass & !libc::MSG_WAITALL) | libc::MSG_DONTWAIT,
+                )
+            };
+            if r < 0 {
+                let e = Errno::last();
+                return if e == Errno::EAGAIN {
+                    None
+                } else {
+                    Some(Err(e))
+                };
+            }
+            let n = r as usize;
+            Some(Ok(RecvMsg {
+                copied: n.min(buf.len()),
+                full: n,
+                ..Default::default()
+            }))
+        };
+        if let Some(r) = attempt(buf) {
+            return r;
+        }
+        if nonblock {
+            return Err(Errno::EAGAIN);
+        }
+        let timeo = lock(&self.st).opts.rcvtimeo;
+        t.block_until(&[], &[(fd, libc::POLLIN)], deadline(timeo), || attempt(buf))
+            .map_err(|e| wait_errno(e, timeo))
     }
 
     fn dgram_connect(&self, t: &Task, sa: &[u8]) -> KResult<()> {
@@ -717,6 +859,12 @@ impl UnixSocket {
         ctl: SendControl,
         nonblock: bool,
     ) -> KResult<usize> {
+        if let Some(fd) = self.host_raw() {
+            if to.is_some() && self.ty == libc::SOCK_STREAM {
+                return Err(Errno::EISCONN);
+            }
+            return self.host_send(t, fd, buf, &ctl, nonblock);
+        }
         let (dst, from, sndbuf, timeo) = {
             let s = lock(&self.st);
             if s.shut & SEND_SHUTDOWN != 0 {
@@ -906,6 +1054,9 @@ impl UnixSocket {
         if flags & libc::MSG_OOB != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
+        if let Some(fd) = self.host_raw() {
+            return self.host_recv(t, fd, buf, flags, nonblock);
+        }
         let peek = flags & libc::MSG_PEEK != 0;
         let waitall = flags & libc::MSG_WAITALL != 0 && self.stream() && !peek && !nonblock;
         let timeo = lock(&self.st).opts.rcvtimeo;
@@ -951,6 +1102,13 @@ impl UnixSocket {
             libc::SHUT_RDWR => RCV_SHUTDOWN | SEND_SHUTDOWN,
             _ => return Err(Errno::EINVAL),
         };
+        if let Some(fd) = self.host_raw() {
+            // SAFETY: shutdown of our own host fd.
+            if unsafe { libc::shutdown(fd, how) } < 0 {
+                return Err(Errno::last());
+            }
+            return Ok(());
+        }
         let mut s = lock(&self.st);
         if self.connection_oriented() && !matches!(s.conn, Conn::Connected) {
             return Err(Errno::ENOTCONN);
@@ -1148,6 +1306,26 @@ impl Socket for UnixSocket {
             libc::SO_RCVBUF => int_opt(s.rcvbuf as i32),
             libc::SO_ACCEPTCONN => int_opt(matches!(s.conn, Conn::Listening { .. }) as i32),
             libc::SO_PASSCRED => int_opt(s.passcred as i32),
+            libc::SO_PEERCRED if self.host.get().is_some() => {
+                drop(s);
+                let fd = self.host_raw().ok_or(Errno::EBADF)?;
+                let mut c = [0u8; 12];
+                let mut len = 12 as libc::socklen_t;
+                // SAFETY: getsockopt into a 12-byte buffer with its length.
+                let r = unsafe {
+                    libc::getsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_PEERCRED,
+                        c.as_mut_ptr() as *mut libc::c_void,
+                        &mut len,
+                    )
+                };
+                if r < 0 {
+                    return Err(Errno::last());
+                }
+                c.to_vec()
+            }
             libc::SO_PEERCRED => s
                 .peer_cred
                 .unwrap_or(Ucred {
@@ -1217,6 +1395,11 @@ impl FileOps for UnixSocket {
     }
 
     fn readiness(&self, mask: u32) -> u32 {
+        if let Some(fd) = self.host_raw() {
+            let events = (mask | POLLHUP | POLLERR) as i16;
+            return crate::fs::host::poll_now(fd, events) as u16 as u32
+                & (mask | POLLHUP | POLLERR);
+        }
         let s = lock(&self.st);
         let mut r = 0;
         if s.err != 0 {
@@ -1267,6 +1450,10 @@ impl FileOps for UnixSocket {
 
     fn queue(&self) -> Option<&WaitQueue> {
         Some(&self.queue)
+    }
+
+    fn host_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.host_raw()
     }
 
     fn as_socket(&self) -> Option<&dyn Socket> {

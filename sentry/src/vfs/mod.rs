@@ -231,6 +231,12 @@ pub trait Inode: Send + Sync + Any {
     fn readdir(&self) -> KResult<Vec<DirEntry>> {
         Err(Errno::ENOTDIR)
     }
+    /// A host Unix socket connected to this socket node (a node of the
+    /// image that is a host socket, reached through the gofer when the
+    /// sandbox allows host sockets). ECONNREFUSED where there is none.
+    fn connect_host(&self, _sock_type: i32) -> KResult<std::os::fd::OwnedFd> {
+        Err(Errno::ECONNREFUSED)
+    }
     /// O_TMPFILE: a new regular file with no name in this directory.
     /// `linkable` (no O_EXCL) lets linkat give it a name later.
     /// Filesystems without it give EOPNOTSUPP, as Linux does.
