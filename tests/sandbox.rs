@@ -1964,3 +1964,30 @@ fn py_map_shared_tmpfs_files_are_coherent() {
         "b'hello world'\nb'abc'\nb'XYZ'\nb'kid!' b'kid!'\nb'abc' b'XYZ'\nb'abc\\x00' b'priv'\n"
     );
 }
+
+#[test]
+fn pivot_root_into_a_tmpfs() {
+    // A container runtime's dance: a new root on a tmpfs, pivot_root with
+    // the old root kept below it, then a lazy unmount of the old root.
+    // (The same script under `unshare -m` natively prints the same.)
+    let o = run_sandbox(
+        &[
+            "/bin/sh",
+            "-c",
+            "set -e; mkdir -p /tmp/nr; mount -t tmpfs tmpfs /tmp/nr
+             mkdir -p /tmp/nr/old /tmp/nr/bin /tmp/nr/proc; cp /bin/busybox /tmp/nr/bin/
+             echo inside > /tmp/nr/marker; cd /tmp/nr; pivot_root . old
+             /bin/busybox cat /marker; /bin/busybox ls /old/etc/hostname
+             /bin/busybox mount -t proc proc /proc
+             /bin/busybox grep ' /old ' /proc/mounts | /bin/busybox wc -l
+             /bin/busybox umount -l /old; /bin/busybox ls /old | /bin/busybox wc -l
+             /bin/busybox pwd",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.stdout_str(),
+        "inside\n/old/etc/hostname\n1\n0\n/\n",
+        "{o:?}"
+    );
+}

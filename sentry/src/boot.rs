@@ -221,7 +221,7 @@ impl Sandbox {
                     .root
                     .clone()
             });
-            (rl, root.unwrap_or_else(|| kernel.vfs.root.clone()))
+            (rl, root.unwrap_or_else(|| kernel.vfs.root()))
         };
         let fsctx = fs_context(&kernel.vfs, root, &cfg.cwd, cfg.user.umask)?;
         let fds = FdTable::new();
@@ -449,15 +449,15 @@ enum MountKind {
 /// them, and a mount whose parent exists works without its mount point.
 fn make_mount_point(vfs: &Vfs, dest: &str, dir: bool) {
     let fsc = FsContext {
-        root: vfs.root.clone(),
-        cwd: vfs.root.clone(),
+        root: vfs.root(),
+        cwd: vfs.root(),
         umask: 0o022,
     };
     let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
-    let mut cur = vfs.root.clone();
+    let mut cur = vfs.root();
     for (i, name) in comps.iter().enumerate() {
         let prefix = format!("/{}", comps[..=i].join("/"));
-        match vfs.lookup(&fsc, &vfs.root, prefix.as_bytes(), true) {
+        match vfs.lookup(&fsc, &vfs.root(), prefix.as_bytes(), true) {
             Ok(d) => {
                 cur = d;
                 continue;
@@ -477,7 +477,7 @@ fn make_mount_point(vfs: &Vfs, dest: &str, dir: bool) {
             tracing::debug!("mount point {dest}: creating {prefix}: {e}");
             return;
         }
-        match vfs.lookup(&fsc, &vfs.root, prefix.as_bytes(), true) {
+        match vfs.lookup(&fsc, &vfs.root(), prefix.as_bytes(), true) {
             Ok(d) => cur = d,
             Err(_) => return,
         }
@@ -575,7 +575,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         *kernel.hostname.lock().unwrap_or_else(|p| p.into_inner()) = h.as_bytes().to_vec();
     }
 
-    let fsctx = fs_context(&vfs, vfs.root.clone(), &cfg.cwd, cfg.user.umask)?;
+    let fsctx = fs_context(&vfs, vfs.root(), &cfg.cwd, cfg.user.umask)?;
     let fds = FdTable::new();
     for fd in 0..3 {
         // SAFETY: dup of our own stdio; failure leaves the guest fd closed.

@@ -181,6 +181,7 @@ pub static STATUS: &[(&str, Status)] = &[
     ("sched_get_priority_min", Status::Supported),
     ("mlock", Status::Partial("Accepted: guest memory is never swapped by the sentry.")),
     ("munlock", Status::Partial("Accepted: guest memory is never swapped by the sentry.")),
+    ("pivot_root", Status::Partial("As root: the mount at new_root becomes the root, the old root moves to put_old with the other mounts; processes whose root or cwd was the old root (or whose cwd is new_root) follow. A working directory deeper inside the moved tree keeps reporting its old path.")),
     ("prctl", Status::Partial("PR_SET/GET_NAME, PR_SET_PDEATHSIG (accepted, not acted on), PR_GET/SET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_KEEPCAPS, PR_CAPBSET_READ; others EINVAL.")),
     ("arch_prctl", Status::Partial("ARCH_SET/GET_FS, ARCH_SET/GET_GS, ARCH_GET_CPUID.")),
     ("setrlimit", Status::Supported),

@@ -244,6 +244,7 @@ table! {
     SYS_chroot => sys_stat::chroot,
     SYS_mount => sys_mount::mount,
     SYS_umount2 => sys_mount::umount2,
+    SYS_pivot_root => sys_mount::pivot_root,
     SYS_setxattr => sys_stat::setxattr,
     SYS_lsetxattr => sys_stat::lsetxattr,
     SYS_fsetxattr => sys_stat::fsetxattr,

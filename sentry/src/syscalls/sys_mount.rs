@@ -5,8 +5,9 @@
 use super::{path_arg, Args};
 use crate::errno::{Errno, KResult};
 use crate::fs;
-use crate::kernel::task::CurrentTask;
+use crate::kernel::task::{lock, CurrentTask};
 use crate::kernel::task_fs::AT_FDCWD;
+use std::sync::Arc;
 
 const MS_RDONLY: u64 = libc::MS_RDONLY;
 const MS_REMOUNT: u64 = libc::MS_REMOUNT;
@@ -96,9 +97,47 @@ pub fn umount2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     }
     let target = path_arg(t, a[0])?;
     let d = t.lookup_at(AT_FDCWD, &target, flags & libc::UMOUNT_NOFOLLOW == 0, false)?;
-    if t.kernel.vfs.unmount(&d.path()) {
-        Ok(0)
-    } else {
-        Err(Errno::EINVAL)
+    t.kernel
+        .vfs
+        .unmount_tree(&d.path(), flags & libc::MNT_DETACH != 0)?;
+    Ok(0)
+}
+
+/// pivot_root(2): the mount at `new_root` becomes the root of the mount
+/// tree and the old root moves to `put_old`; processes whose root or
+/// working directory was the old root (or is the new root's directory)
+/// follow.
+pub fn pivot_root(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    if !t.creds().privileged() {
+        return Err(Errno::EPERM);
     }
+    let nr = path_arg(t, a[0])?;
+    let po = path_arg(t, a[1])?;
+    let nd = t.lookup_at(AT_FDCWD, &nr, true, false)?;
+    let od = t.lookup_at(AT_FDCWD, &po, true, false)?;
+    if !nd.is_dir() || !od.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    // The caller must not be chrooted somewhere inside the tree.
+    let my_root = lock(&t.fs_context()).root.clone();
+    if !Arc::ptr_eq(&my_root, &t.kernel.vfs.root()) {
+        return Err(Errno::EINVAL);
+    }
+    let (np, op) = (nd.path(), od.path());
+    if !t.kernel.vfs.is_mount_point(&np) || np == b"/" {
+        return Err(Errno::EINVAL);
+    }
+    let (old, new) = t.kernel.vfs.pivot_root(&np, &op)?;
+    let tasks: Vec<_> = t.kernel.ts().tasks.values().cloned().collect();
+    for task in tasks {
+        let fs = task.fs_context();
+        let mut fs = lock(&fs);
+        if Arc::ptr_eq(&fs.root, &old) {
+            fs.root = new.clone();
+        }
+        if Arc::ptr_eq(&fs.cwd, &old) || Arc::ptr_eq(&fs.cwd.inode, &new.inode) {
+            fs.cwd = new.clone();
+        }
+    }
+    Ok(0)
 }

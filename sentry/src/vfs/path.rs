@@ -120,7 +120,8 @@ fn is_under(path: &[u8], dir: &[u8]) -> bool {
 }
 
 pub struct Vfs {
-    pub root: Arc<Dentry>,
+    /// The root of the mount tree (pivot_root replaces it).
+    root: Mutex<Arc<Dentry>>,
     /// Mount points by absolute path → the mounted filesystem.
     mounts: Mutex<HashMap<Vec<u8>, Mount>>,
     /// The root filesystem's type and options.
@@ -130,7 +131,7 @@ pub struct Vfs {
 impl Vfs {
     pub fn new(root: Arc<dyn Inode>) -> Vfs {
         Vfs {
-            root: Dentry::root(root),
+            root: Mutex::new(Dentry::root(root)),
             mounts: Mutex::new(HashMap::new()),
             root_fs: Mutex::new(("rootfs", MountFlags::default())),
         }
@@ -173,6 +174,96 @@ impl Vfs {
         let mount = m.get_mut(path).ok_or(Errno::EINVAL)?;
         mount.flags = flags;
         Ok(())
+    }
+
+    /// The root of the mount tree.
+    pub fn root(&self) -> Arc<Dentry> {
+        self.root.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Removes the mount at absolute `path` and every mount below it
+    /// (umount with MNT_DETACH); EINVAL if `path` is no mount point,
+    /// EBUSY without `detach` when mounts sit below it.
+    pub fn unmount_tree(&self, path: &[u8], detach: bool) -> KResult<()> {
+        let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        if !m.contains_key(path) {
+            return Err(Errno::EINVAL);
+        }
+        let below: Vec<Vec<u8>> = m
+            .keys()
+            .filter(|k| k.as_slice() != path && is_under(k, path))
+            .cloned()
+            .collect();
+        if !below.is_empty() && !detach {
+            return Err(Errno::EBUSY);
+        }
+        for k in below {
+            m.remove(&k);
+        }
+        m.remove(path);
+        Ok(())
+    }
+
+    /// pivot_root(2): the mount at `new_root` (an absolute path, a mount
+    /// point) becomes the root, and the old root is mounted at `put_old`
+    /// (an absolute path at or below `new_root`), with every other mount
+    /// moved along. Returns (old root dentry, new root dentry) so callers
+    /// can move processes' roots and working directories.
+    pub fn pivot_root(
+        &self,
+        new_root: &[u8],
+        put_old: &[u8],
+    ) -> KResult<(Arc<Dentry>, Arc<Dentry>)> {
+        if new_root == b"/" || !is_under(put_old, new_root) {
+            return Err(Errno::EINVAL);
+        }
+        let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut root_fs = self.root_fs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut root = self.root.lock().unwrap_or_else(|p| p.into_inner());
+        let new = m.remove(new_root).ok_or(Errno::EINVAL)?;
+        // `put_old` seen from the new root.
+        let rel = |p: &[u8]| -> Vec<u8> {
+            let r = &p[new_root.len()..];
+            if r.is_empty() {
+                b"/".to_vec()
+            } else {
+                r.to_vec()
+            }
+        };
+        let old_at = rel(put_old);
+        let join = |base: &[u8], p: &[u8]| -> Vec<u8> {
+            let mut v = base.to_vec();
+            if v != b"/" {
+                v.extend_from_slice(p);
+                v
+            } else {
+                p.to_vec()
+            }
+        };
+        let seq0 = m.values().map(|x| x.seq + 1).max().unwrap_or(0);
+        let mut next = HashMap::new();
+        next.insert(
+            old_at.clone(),
+            Mount {
+                root: root.inode.clone(),
+                fstype: root_fs.0,
+                flags: root_fs.1,
+                seq: seq0,
+            },
+        );
+        for (p, mount) in m.drain() {
+            let np = if is_under(&p, new_root) {
+                rel(&p)
+            } else {
+                join(&old_at, &p)
+            };
+            next.insert(np, mount);
+        }
+        *m = next;
+        *root_fs = (new.fstype, new.flags);
+        let old_root = root.clone();
+        *root = Dentry::root(new.root);
+        Ok((old_root, root.clone()))
     }
 
     /// Whether the root filesystem refuses writes.
@@ -233,7 +324,7 @@ impl Vfs {
             fstype,
             readonly: flags.readonly,
             flags,
-            root: self.root.inode.clone(),
+            root: self.root().inode.clone(),
         }];
         let m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<(&Vec<u8>, &Mount)> = m.iter().collect();

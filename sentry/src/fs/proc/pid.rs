@@ -547,8 +547,8 @@ fn view_mm(v: &View, k: &Kernel) -> KResult<Option<MmSnapshot>> {
 /// (dev, ino) of the files mapped, looked up by path in the VFS.
 fn file_ids(k: &Kernel, maps: &[MapEntry]) -> HashMap<Arc<str>, (u64, u64)> {
     let fsc = FsContext {
-        root: k.vfs.root.clone(),
-        cwd: k.vfs.root.clone(),
+        root: k.vfs.root(),
+        cwd: k.vfs.root(),
         umask: 0,
     };
     let mut out = HashMap::new();
