@@ -464,6 +464,15 @@ pub fn dup3(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     Ok(a[1] as i32 as u64)
 }
 
+/// fcntl commands and `struct f_owner_ex` types the libc crate lacks.
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+const F_OWNER_TID: i32 = 0;
+const F_OWNER_PID: i32 = 1;
+const F_OWNER_PGRP: i32 = 2;
+
 pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let fd = fd_arg(a[0]);
     let f = t.fd_table().get(fd)?;
@@ -492,6 +501,45 @@ pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             f.set_status_flags(a[2] as u32);
             Ok(0)
         }
+        // The SIGIO owner and signal are recorded (O_ASYNC delivery itself
+        // is not implemented: see the compatibility table).
+        libc::F_SETOWN => {
+            f.owner
+                .store(a[2] as i32, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        libc::F_GETOWN => Ok(f.owner.load(std::sync::atomic::Ordering::Relaxed) as i64 as u64),
+        F_SETOWN_EX => {
+            let ty = t.mm.read_u32(a[2])? as i32;
+            let pid = t.mm.read_u32(a[2] + 4)? as i32;
+            let v = match ty {
+                F_OWNER_TID | F_OWNER_PID => pid,
+                F_OWNER_PGRP => -pid,
+                _ => return Err(Errno::EINVAL),
+            };
+            f.owner.store(v, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        F_GETOWN_EX => {
+            let v = f.owner.load(std::sync::atomic::Ordering::Relaxed);
+            let (ty, pid) = if v < 0 {
+                (F_OWNER_PGRP, -v)
+            } else {
+                (F_OWNER_PID, v)
+            };
+            t.mm.write_u32(a[2], ty as u32)?;
+            t.mm.write_u32(a[2] + 4, pid as u32)?;
+            Ok(0)
+        }
+        F_SETSIG => {
+            if a[2] > 64 {
+                return Err(Errno::EINVAL);
+            }
+            f.owner_sig
+                .store(a[2] as i32, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        F_GETSIG => Ok(f.owner_sig.load(std::sync::atomic::Ordering::Relaxed) as u64),
         libc::F_GETPIPE_SZ => fs::pipe::pipe_of(&*f.ops)
             .map(|p| p.capacity() as u64)
             .ok_or(Errno::EBADF),
@@ -618,6 +666,25 @@ pub fn ioctl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             let fl = f.flags();
             let nb = libc::O_NONBLOCK as u32;
             f.set_status_flags(if on { fl | nb } else { fl & !nb });
+            Ok(0)
+        }
+        x if x == libc::FIOASYNC => {
+            let on = t.mm.read_u32(a[2])? != 0;
+            let fl = f.flags();
+            let asy = libc::O_ASYNC as u32;
+            f.set_status_flags(if on { fl | asy } else { fl & !asy });
+            Ok(0)
+        }
+        // FIOSETOWN and SIOCSPGRP take an int like F_SETOWN; the GET forms
+        // write it back.
+        0x8901 | 0x8902 => {
+            let v = t.mm.read_u32(a[2])? as i32;
+            f.owner.store(v, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        0x8903 | 0x8904 => {
+            let v = f.owner.load(std::sync::atomic::Ordering::Relaxed);
+            t.mm.write_u32(a[2], v as u32)?;
             Ok(0)
         }
         x if x == libc::FIOCLEX => t.fd_table().set_cloexec(fd, true).map(|_| 0),

@@ -83,6 +83,10 @@ pub struct File {
     /// Which advisory locks (vfs::lock::HOLDS_* bits) this description may
     /// hold, so the last reference releases them.
     pub lock_state: AtomicU8,
+    /// F_SETOWN/FIOSETOWN: the process (> 0) or process group (< 0) that
+    /// would get SIGIO, and F_SETSIG's signal (0: SIGIO).
+    pub owner: std::sync::atomic::AtomicI32,
+    pub owner_sig: std::sync::atomic::AtomicI32,
 }
 
 impl File {
@@ -101,6 +105,8 @@ impl File {
             dentry,
             dir_snapshot: Mutex::new(None),
             lock_state: AtomicU8::new(0),
+            owner: std::sync::atomic::AtomicI32::new(0),
+            owner_sig: std::sync::atomic::AtomicI32::new(0),
         })
     }
 
