@@ -1991,3 +1991,36 @@ fn pivot_root_into_a_tmpfs() {
         "{o:?}"
     );
 }
+
+#[test]
+fn py_huge_prot_none_reservation() {
+    // An 8 TiB PROT_NONE reservation (InnoDB's buffer pool, runtimes'
+    // heaps) costs nothing; parts become memory by mprotect or MAP_FIXED;
+    // the rest faults; fork keeps both.
+    let o = assert_same_spec(&py(r#"
+        import mmap, ctypes, os, sys
+        sys.stdout.reconfigure(line_buffering=True)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        p = libc.mmap(None, 8 << 40, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000, -1, 0)
+        print('reserved', p != ctypes.c_void_p(-1).value)
+        print('mprotect', libc.mprotect(p + (1 << 30), 1 << 20, 3))
+        ctypes.memmove(p + (1 << 30), b'hello', 5)
+        q = libc.mmap(p + (2 << 30), 1 << 20, 3, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x10, -1, 0)
+        ctypes.memmove(q, b'fixed', 5)
+        print(ctypes.string_at(p + (1 << 30), 5), ctypes.string_at(q, 5))
+        pid = os.fork()
+        if pid == 0:
+            print('child sees', ctypes.string_at(p + (1 << 30), 5))
+            os._exit(0)
+        os.waitpid(pid, 0)
+        r = os.fork()
+        if r == 0:
+            ctypes.string_at(p + (3 << 30), 1)
+            os._exit(0)
+        print('touching the reservation: signal', os.waitpid(r, 0)[1] & 0x7f)
+    "#));
+    assert!(o.stdout_str().ends_with("signal 11\n"), "{o:?}");
+}

@@ -234,8 +234,22 @@ impl Extent {
     }
 }
 
+impl Extent {
+    /// A placeholder of no memory: the backing of reserved (PROT_NONE,
+    /// never committed) mappings, which the guest cannot touch.
+    pub fn none(mf: &std::sync::Arc<MemoryFile>) -> Extent {
+        Extent {
+            mf: mf.clone(),
+            off: 0,
+            len: 0,
+        }
+    }
+}
+
 impl Drop for Extent {
     fn drop(&mut self) {
-        self.mf.free(self.off, self.len);
+        if self.len != 0 {
+            self.mf.free(self.off, self.len);
+        }
     }
 }

@@ -30,6 +30,11 @@ pub struct Vma {
     pub name: Option<Arc<str>>,
     pub file_off: u64,
     pub growsdown: bool,
+    /// Address space only (anonymous PROT_NONE never made accessible):
+    /// no memory behind it and nothing mapped on the host, so huge
+    /// reservations (InnoDB's buffer pool, language runtimes' heaps) cost
+    /// nothing. mprotect to an accessible protection gives it memory.
+    pub reserved: bool,
 }
 
 impl Vma {
@@ -128,7 +133,7 @@ impl MemoryManager {
         let mut copies: Vec<(*const Extent, Arc<Extent>)> = Vec::new();
         for (start, v) in st.vmas.iter() {
             let mut nv = v.clone();
-            if !v.shared {
+            if !v.shared && !v.reserved {
                 let key = Arc::as_ptr(&v.ext);
                 let ext = match copies.iter().find(|(k, _)| *k == key) {
                     Some((_, e)) => e.clone(),
@@ -166,7 +171,7 @@ impl MemoryManager {
     /// Mirrors every VMA into a fresh address space.
     pub fn sync_all(&self, ctx: &mut dyn Context) -> KResult<()> {
         let st = self.lock();
-        for v in st.vmas.values() {
+        for v in st.vmas.values().filter(|v| !v.reserved) {
             ctx.map(v.start, v.end - v.start, v.prot, v.ext.off + v.ext_off)
                 .map_err(host_err)?;
         }
@@ -191,7 +196,9 @@ impl MemoryManager {
             st.find_free(page_down(req.addr), len)
                 .ok_or(Errno::ENOMEM)?
         };
+        let reserved = matches!(backing, Backing::Anon) && req.prot == 0 && !req.shared;
         let (ext, ext_off, name, file_off) = match backing {
+            Backing::Anon if reserved => (Arc::new(Extent::none(&self.mf)), 0, None, 0),
             Backing::Anon => (Arc::new(Extent::new(&self.mf, len)?), 0, None, 0),
             Backing::Shared(ext, off) => {
                 if off + len > ext.len {
@@ -217,8 +224,13 @@ impl MemoryManager {
             }
         };
         st.remove_range(&self.mf, addr, len);
-        ctx.map(addr, len, req.prot, ext.off + ext_off)
-            .map_err(host_err)?;
+        if reserved {
+            // Whatever was there goes; nothing replaces it on the host.
+            ctx.unmap(addr, len).map_err(host_err)?;
+        } else {
+            ctx.map(addr, len, req.prot, ext.off + ext_off)
+                .map_err(host_err)?;
+        }
         st.vmas.insert(
             addr,
             Vma {
@@ -231,6 +243,7 @@ impl MemoryManager {
                 name,
                 file_off,
                 growsdown: req.growsdown,
+                reserved,
             },
         );
         Ok(addr)
@@ -286,6 +299,7 @@ impl MemoryManager {
                     name: Some(name.clone()),
                     file_off: file_off + r.first * PAGE,
                     growsdown: false,
+                    reserved: false,
                 },
             );
         }
@@ -317,10 +331,28 @@ impl MemoryManager {
         }
         st.split_at(addr);
         st.split_at(end);
-        for (_, v) in st.vmas.range_mut(addr..end) {
+        let keys: Vec<u64> = st.vmas.range(addr..end).map(|(k, _)| *k).collect();
+        for k in keys {
+            let Some(v) = st.vmas.get_mut(&k) else {
+                continue;
+            };
             v.prot = prot;
+            let n = v.end - v.start;
+            if v.reserved {
+                if prot == 0 {
+                    continue;
+                }
+                // First access allowed: the reservation gets memory.
+                let ext = Arc::new(Extent::new(&self.mf, n)?);
+                ctx.map(v.start, n, prot, ext.off).map_err(host_err)?;
+                v.ext = ext;
+                v.ext_off = 0;
+                v.reserved = false;
+            } else {
+                ctx.protect(v.start, n, prot).map_err(host_err)?;
+            }
         }
-        ctx.protect(addr, len, prot).map_err(host_err)
+        Ok(())
     }
 
     pub fn brk(&self, ctx: &mut dyn Context, new: u64) -> u64 {
@@ -400,6 +432,22 @@ impl MemoryManager {
         } else {
             return Err(Errno::ENOMEM);
         };
+        if v.reserved {
+            // A reservation moves or grows as address space only.
+            st.remove_range(&self.mf, old, old_len);
+            ctx.unmap(old, old_len).map_err(host_err)?;
+            st.remove_range(&self.mf, target, new_len);
+            ctx.unmap(target, new_len).map_err(host_err)?;
+            st.vmas.insert(
+                target,
+                Vma {
+                    start: target,
+                    end: target + new_len,
+                    ..v
+                },
+            );
+            return Ok(target);
+        }
         // New backing: shared memory keeps its extent when it fits, private
         // memory is copied into a new extent of the new size.
         let (ext, ext_off) = if v.shared && v.ext_off + (old - v.start) + new_len <= v.ext.len {
@@ -433,7 +481,7 @@ impl MemoryManager {
         let st = self.lock();
         let end = addr.saturating_add(page_up(len));
         for v in st.vmas.values() {
-            if v.end <= addr || v.start >= end || v.shared {
+            if v.end <= addr || v.start >= end || v.shared || v.reserved {
                 continue;
             }
             let s = v.start.max(addr);
@@ -459,7 +507,7 @@ impl MemoryManager {
         let mut pos = addr;
         while pos < end {
             let v = st.vma_at(pos).ok_or(Errno::EFAULT)?;
-            if v.prot & need != need {
+            if v.prot & need != need || v.reserved {
                 return Err(Errno::EFAULT);
             }
             let n = (v.end.min(end) - pos) as usize;
@@ -551,6 +599,9 @@ impl MemoryManager {
     pub fn file_offset(&self, addr: u64) -> KResult<u64> {
         let st = self.lock();
         let v = st.vma_at(addr).ok_or(Errno::EFAULT)?;
+        if v.reserved {
+            return Err(Errno::EFAULT);
+        }
         Ok(v.file_offset_of(addr))
     }
 
@@ -656,7 +707,7 @@ impl MmState {
         let keys: Vec<u64> = self.vmas.range(addr..end).map(|(k, _)| *k).collect();
         for k in keys {
             if let Some(v) = self.vmas.remove(&k) {
-                if !v.shared && Arc::strong_count(&v.ext) > 1 {
+                if !v.shared && !v.reserved && Arc::strong_count(&v.ext) > 1 {
                     // Other VMAs still hold this extent: drop our pages now.
                     mf.decommit(v.file_offset_of(v.start), v.end - v.start);
                 }

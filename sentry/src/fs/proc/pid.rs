@@ -418,7 +418,7 @@ pub(super) fn resident_bytes(fd: i32, off: u64, len: u64) -> u64 {
 fn snapshot_mm(mm: &MemoryManager) -> MmSnapshot {
     let (vmas, snap) = {
         let st = mm.lock();
-        let vmas: Vec<(MapEntry, u64)> = st
+        let vmas: Vec<(MapEntry, Option<u64>)> = st
             .vmas
             .values()
             .map(|v| {
@@ -433,7 +433,11 @@ fn snapshot_mm(mm: &MemoryManager) -> MmSnapshot {
                         file_off: v.file_off,
                         rss: 0,
                     },
-                    v.ext.off + v.ext_off,
+                    if v.reserved {
+                        None
+                    } else {
+                        Some(v.ext.off + v.ext_off)
+                    },
                 )
             })
             .collect();
@@ -454,7 +458,7 @@ fn snapshot_mm(mm: &MemoryManager) -> MmSnapshot {
     let fd = mm.mf.fd();
     let mut maps: Vec<MapEntry> = Vec::with_capacity(vmas.len());
     for (mut m, back) in vmas {
-        m.rss = resident_bytes(fd, back, m.end - m.start);
+        m.rss = back.map_or(0, |b| resident_bytes(fd, b, m.end - m.start));
         if let Some(prev) = maps.last_mut() {
             let contiguous_file =
                 !m.is_file() || prev.file_off + (prev.end - prev.start) == m.file_off;
