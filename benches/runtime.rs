@@ -124,7 +124,9 @@ impl Runtime {
                 "{} {}: {st}: {}",
                 self.name,
                 args.join(" "),
-                std::fs::read_to_string(&err_path).unwrap_or_default().trim()
+                std::fs::read_to_string(&err_path)
+                    .unwrap_or_default()
+                    .trim()
             ));
         }
         Ok(())
@@ -321,10 +323,12 @@ fn driver(o: &Opts) -> Result<(), String> {
     ];
     let r = measure(o, &base, &rts, &runsc);
     let _ = std::fs::remove_dir_all(&base);
-    for c in [
-        "memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "blkio", "",
-    ] {
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join("runtime-bench"));
+    // The parent cgroup both runtimes made, in every hierarchy (runc
+    // also uses devices, systemd, …), and the v2 root.
+    let root = Path::new("/sys/fs/cgroup");
+    let _ = std::fs::remove_dir(root.join("runtime-bench"));
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(e.path().join("runtime-bench"));
     }
     r
 }
