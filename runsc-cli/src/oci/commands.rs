@@ -1172,7 +1172,7 @@ pub fn update_resources(o: &UpdateOpts) -> anyhow::Result<oci_spec::runtime::Lin
         bail!("--cpu-rt-period/--cpu-rt-runtime: real-time scheduling is not supported");
     }
     if o.memory.is_some() || o.memory_reservation.is_some() || o.memory_swap.is_some() {
-        let mut m: LinuxMemory = r.memory().clone().unwrap_or_default();
+        let mut m: LinuxMemory = (*r.memory()).unwrap_or_default();
         if let Some(v) = &o.memory {
             m.set_limit(Some(parse_bytes("--memory", v)?));
         }
@@ -1209,7 +1209,7 @@ pub fn update_resources(o: &UpdateOpts) -> anyhow::Result<oci_spec::runtime::Lin
         r.set_cpu(Some(c));
     }
     if let Some(l) = o.pids_limit {
-        let mut p: LinuxPids = r.pids().clone().unwrap_or_default();
+        let mut p: LinuxPids = (*r.pids()).unwrap_or_default();
         p.set_limit(l);
         r.set_pids(Some(p));
     }

@@ -30,8 +30,6 @@ fn host_sysinfo() -> libc::sysinfo {
 /// shmem in Cached too, and the guest's own memory is host shmem) and
 /// MemAvailable is free memory plus buffers: an underestimate on a host
 /// with a large cache. Counters sysinfo has no source for are 0.
-// c_ulong is not u64 everywhere.
-#[allow(clippy::unnecessary_cast)]
 ///
 /// With a container memory limit, MemTotal is the limit (if below the
 /// host's), and MemFree/MemAvailable are what is left of it after the
@@ -41,6 +39,8 @@ pub(super) fn meminfo(k: &Kernel) -> Vec<u8> {
 }
 
 /// meminfo under memory limit `limit` with `used` bytes of guest memory.
+// c_ulong is not u64 everywhere.
+#[allow(clippy::unnecessary_cast)]
 pub(super) fn meminfo_for(limit: Option<u64>, used: u64) -> Vec<u8> {
     let si = host_sysinfo();
     let unit = (si.mem_unit as u64).max(1);
