@@ -3,7 +3,10 @@
 //! stopped until `start`; its host pid is the container's pid, and it exits
 //! with the container's exit status. Every state change goes through the
 //! state directory (`state.rs`) and the sandbox's control socket
-//! (`control.rs`).
+//! (`control.rs`). The sandbox's host processes live in a cgroup of their
+//! own (`cgroup.rs`), joined before the sandbox process starts anything:
+//! it carries the resource limits, freezes for pause, and feeds
+//! `events --stats`.
 
 use super::cgroup::{self, Cgroup};
 use super::control::{self, Request};
