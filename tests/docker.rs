@@ -450,6 +450,172 @@ fn detached(d: &Dockerd, rt: &str) -> Vec<String> {
     seen
 }
 
+/// A v1 controller file of container `id`'s cgroup (docker's cgroupfs
+/// driver: `/docker/<id>`).
+fn cgroup_file(ctrl: &str, id: &str, file: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup")
+        .join(ctrl)
+        .join("docker")
+        .join(id)
+        .join(file)
+}
+
+fn read_u64(p: &Path) -> u64 {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Resource limits (--memory, --pids-limit, --cpus), `docker stats` and
+/// pause of a guest that never makes a system call, each against runc.
+fn resources(d: &Dockerd) {
+    let v1 = Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists();
+    // --memory: a guest that touches 200 MB is OOM-killed (the kernel
+    // kills the sentry, the biggest process of the sandbox's cgroup).
+    for rt in ["sandbox", "runc"] {
+        let name = format!("oom-{rt}");
+        let rt_flag = format!("--runtime={rt}");
+        let o = d.docker(
+            &[
+                "run",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                &rt_flag,
+                "--memory",
+                "64m",
+                IMAGE,
+                "dd",
+                "if=/dev/zero",
+                "of=/dev/null",
+                "bs=200M",
+                "count=1",
+                "iflag=fullblock",
+            ],
+            None,
+        );
+        assert_eq!(o.code, 137, "{rt}: --memory 64m with 200 MB touched: {o:?}");
+        let st = d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.ExitCode}} {{.State.OOMKilled}}",
+            &name,
+        ]);
+        assert_eq!(
+            st.trim(),
+            "137 true",
+            "{rt}: docker inspect after the OOM kill"
+        );
+        d.ok(&["rm", &name]);
+    }
+    // --pids-limit: a fork loop fails; the container carries on.
+    let o = same(
+        d,
+        "--pids-limit 20",
+        &["--pids-limit", "20"],
+        &[
+            "sh",
+            "-c",
+            "(for i in $(seq 40); do sleep 1 & done; echo all forked); sleep 2; echo alive",
+        ],
+        None,
+    );
+    assert_eq!(o.stdout_str(), "alive\n", "{o:?}");
+    assert!(o.stderr_str().contains("can't fork"), "{o:?}");
+    // --cpus 0.5: the quota on the sandbox's cgroup, which holds the
+    // pid file's process (docker stats reads that cgroup through the
+    // shim); the guest sees ceil(0.5) = 1 CPU (runc's guest sees the
+    // host's CPUs: affinity is not changed by a quota). A guest spinning
+    // without system calls stops when paused.
+    let mut nprocs = Vec::new();
+    for rt in ["sandbox", "runc"] {
+        let rt_flag = format!("--runtime={rt}");
+        let id = d
+            .ok(&[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                &rt_flag,
+                "--cpus",
+                "0.5",
+                "--memory",
+                "64m",
+                IMAGE,
+                "sh",
+                "-c",
+                "while :; do :; done",
+            ])
+            .trim()
+            .to_string();
+        let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+        let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+        if v1 {
+            assert_eq!(
+                read_u64(&cgroup_file("cpu", &id, "cpu.cfs_quota_us")),
+                50_000,
+                "{rt}"
+            );
+            assert!(
+                cg.lines()
+                    .any(|l| l.ends_with(&format!(":cpu:/docker/{id}"))
+                        || l.ends_with(&format!(":cpu,cpuacct:/docker/{id}"))),
+                "{rt}: the pid file's process is not in the container's cgroup:\n{cg}"
+            );
+            if rt == "sandbox" {
+                // Every host process of the sandbox is in it: sentry,
+                // gofer, stubs.
+                let procs =
+                    std::fs::read_to_string(cgroup_file("memory", &id, "cgroup.procs")).unwrap();
+                assert!(procs.lines().count() >= 3, "{rt}: cgroup.procs: {procs}");
+            }
+        }
+        let n = d.ok(&["exec", &id, "nproc"]);
+        nprocs.push(n.trim().to_string());
+        let stats = d.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &id]);
+        assert!(
+            !stats.starts_with("0B") && stats.contains("64MiB"),
+            "{rt}: docker stats: {stats:?}"
+        );
+        eprintln!(
+            "{rt}: --cpus 0.5: nproc {}, docker stats {}",
+            n.trim(),
+            stats.trim()
+        );
+        if v1 {
+            let usage = cgroup_file("cpuacct", &id, "cpuacct.usage");
+            d.ok(&["pause", &id]);
+            let a = read_u64(&usage);
+            std::thread::sleep(Duration::from_millis(300));
+            let b = read_u64(&usage);
+            assert_eq!(a, b, "{rt}: the spinning guest kept running while paused");
+            d.ok(&["unpause", &id]);
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                read_u64(&usage) > b,
+                "{rt}: not running again after unpause"
+            );
+        }
+        d.ok(&["rm", "-f", &id]);
+        if v1 {
+            assert!(
+                !cgroup_file("memory", &id, "").exists(),
+                "{rt}: cgroup left after rm"
+            );
+        }
+    }
+    assert_eq!(
+        nprocs[0], "1",
+        "nproc with --cpus 0.5 (runc's guest says {})",
+        nprocs[1]
+    );
+    // The host survived all that.
+    d.ok(&["version"]);
+}
+
 #[test]
 fn docker_run_with_the_sandbox_runtime() {
     let t0 = Instant::now();
@@ -589,6 +755,8 @@ fn docker_run_with_the_sandbox_runtime() {
         ours.iter().any(|s| s == "exit code after stop: 0"),
         "{ours:?}"
     );
+
+    resources(&d);
 
     let mut d = d;
     let left = d.stop();

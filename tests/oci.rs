@@ -759,3 +759,175 @@ fn exec_pause_and_resume() {
     assert!(b.stdout_of("e1").contains("got-term"));
     assert_code(&b.runsc(&["delete", "e1"]), 0, "delete");
 }
+
+/// A cgroup file of the container's cgroup `path`: the memory (or
+/// `ctrl`) hierarchy with cgroup v1, the unified one with v2.
+fn cg_file(ctrl: &str, path: &str, file: &str) -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    let rel = path.trim_start_matches('/');
+    if root.join("cgroup.controllers").exists() {
+        root.join(rel).join(file)
+    } else {
+        root.join(ctrl).join(rel).join(file)
+    }
+}
+
+fn read_trim(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cgroup_resources_update_events_and_delete() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPING: cgroups need root");
+        return;
+    }
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let b = Bundle::new("cgroup");
+    let path = format!("/runsc-oci-test-{}/c1", std::process::id());
+    let p2 = path.clone();
+    b.set_script(
+        "echo started; nproc; grep MemTotal /proc/meminfo; while :; do :; done",
+        move |c| {
+            c["linux"]["cgroupsPath"] = Value::String(p2);
+            c["linux"]["resources"] = serde_json::json!({
+                "memory": {"limit": 64 << 20},
+                "cpu": {"quota": 50000, "period": 100000},
+                "pids": {"limit": 50},
+            });
+        },
+    );
+    assert_eq!(b.create("c1", &[]), 0, "create: {}", b.stderr_of("c1"));
+    let mem_file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(
+        read_trim(&cg_file("memory", &path, mem_file)),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(read_trim(&cg_file("pids", &path, "pids.max")), "50");
+    // The sandbox process, its gofer and the stubs are all in it.
+    let pid = b.state("c1")["pid"].as_i64().unwrap();
+    let procs = read_trim(&cg_file("memory", &path, "cgroup.procs"));
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "sandbox {pid} not in {procs}"
+    );
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(own.contains(&path), "/proc/{pid}/cgroup: {own}");
+    assert_code(&b.runsc(&["start", "c1"]), 0, "start");
+    b.await_stdout("c1", "MemTotal");
+    // The guest's view: ceil(quota/period) CPUs, the limit as MemTotal.
+    let out = b.stdout_of("c1");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "1", "nproc: {out}");
+    assert!(lines[2].split_whitespace().nth(1) == Some("65536"), "{out}");
+    let procs = read_trim(&cg_file("memory", &path, "cgroup.procs"));
+    assert!(procs.lines().count() >= 3, "sentry, gofer, stubs: {procs}");
+
+    // events --stats: runc's JSON.
+    let o = b.runsc(&["events", "--stats", "c1"]);
+    assert_code(&o, 0, "events --stats");
+    let ev: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "c1");
+    let data = &ev["data"];
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{ev}"
+    );
+    assert_eq!(data["memory"]["usage"]["limit"], 64u64 << 20, "{ev}");
+    assert!(data["pids"]["current"].as_u64().unwrap() >= 3, "{ev}");
+    assert_eq!(data["pids"]["limit"], 50, "{ev}");
+    assert!(data["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{ev}");
+
+    // update: flags, and a resources file.
+    let o = b.runsc(&[
+        "update",
+        "--memory",
+        "128m",
+        "--pids-limit",
+        "60",
+        "--cpu-quota",
+        "20000",
+        "c1",
+    ]);
+    assert_code(&o, 0, "update");
+    assert_eq!(
+        read_trim(&cg_file("memory", &path, mem_file)),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(read_trim(&cg_file("pids", &path, "pids.max")), "60");
+    let quota = if v2 {
+        read_trim(&cg_file("cpu", &path, "cpu.max"))
+    } else {
+        read_trim(&cg_file("cpu", &path, "cpu.cfs_quota_us"))
+    };
+    assert!(quota.starts_with("20000"), "{quota}");
+    let rfile = b.base.join("resources.json");
+    std::fs::write(&rfile, r#"{"memory": {"limit": 104857600}}"#).unwrap();
+    assert_code(
+        &b.runsc(&["update", "-r", &rfile.to_string_lossy(), "c1"]),
+        0,
+        "update -r",
+    );
+    assert_eq!(read_trim(&cg_file("memory", &path, mem_file)), "104857600");
+    // Errors name the field.
+    std::fs::write(
+        &rfile,
+        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#,
+    )
+    .unwrap();
+    let o = b.runsc(&["update", "-r", &rfile.to_string_lossy(), "c1"]);
+    assert_fails_with(&o, "hugepageLimits", "update with hugepageLimits");
+    std::fs::write(&rfile, r#"{"memory": {"limit": "lots"}}"#).unwrap();
+    let o = b.runsc(&["update", "-r", &rfile.to_string_lossy(), "c1"]);
+    assert_fails_with(&o, "memory.limit", "update with a bad limit");
+    let o = b.runsc(&["update", "--memory", "12q", "c1"]);
+    assert_fails_with(&o, "--memory", "update --memory 12q");
+
+    // pause freezes even a guest that makes no system call.
+    assert_code(&b.runsc(&["pause", "c1"]), 0, "pause");
+    if !v2 {
+        assert_eq!(
+            read_trim(&cg_file("freezer", &path, "freezer.state")),
+            "FROZEN"
+        );
+    }
+    assert_eq!(b.status("c1"), "paused");
+    assert_code(&b.runsc(&["resume", "c1"]), 0, "resume");
+    assert_eq!(b.status("c1"), "running");
+
+    // delete removes the cgroup (every hierarchy's directory).
+    assert_code(&b.runsc(&["delete", "--force", "c1"]), 0, "delete");
+    for ctrl in ["memory", "cpu", "pids", "freezer", "cpuset"] {
+        let d = cg_file(ctrl, &path, "");
+        assert!(!d.exists(), "{} left after delete", d.display());
+    }
+    // Our parent directories are ours to clean up.
+    for ctrl in [
+        "memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio",
+    ] {
+        let parent = format!("/runsc-oci-test-{}", std::process::id());
+        let _ = std::fs::remove_dir(cg_file(ctrl, &parent, ""));
+    }
+
+    // Unsupported resources at create: an error naming the field, and
+    // no state or cgroup left.
+    b.set_script("true", |c| {
+        c["linux"]["resources"] =
+            serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]});
+    });
+    assert_eq!(b.create("c2", &[]), 1);
+    assert!(
+        b.stderr_of("c2").contains("linux.resources.hugepageLimits"),
+        "{}",
+        b.stderr_of("c2")
+    );
+}

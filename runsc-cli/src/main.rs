@@ -82,10 +82,14 @@ enum Command {
     /// started by `exec --detach`).
     #[command(hide = true)]
     ExecWait(ExecWaitArgs),
-    /// Pause a container (stops its sandbox process).
+    /// Pause a container (freezes its cgroup).
     Pause(IdArg),
     /// Resume a paused container.
     Resume(IdArg),
+    /// Change a running container's resource limits.
+    Update(UpdateArgs),
+    /// A container's resource usage as JSON (runc's stats events).
+    Events(EventsArgs),
     /// Serve a root filesystem to a sentry (internal).
     #[command(hide = true)]
     Gofer(GoferArgs),
@@ -243,6 +247,59 @@ struct ExecArgs {
     /// Command and arguments (without --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    /// JSON file of linux.resources ("-": stdin); the flags override it.
+    #[arg(long, short = 'r', value_name = "FILE")]
+    resources: Option<PathBuf>,
+    /// Memory limit (e.g. 64m; -1: none).
+    #[arg(long, short = 'm', allow_hyphen_values = true)]
+    memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Not supported.
+    #[arg(long)]
+    kernel_memory: Option<String>,
+    #[arg(long)]
+    cpu_shares: Option<u64>,
+    /// CFS period (µs).
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// CFS quota (µs per period; -1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// Not supported.
+    #[arg(long)]
+    cpu_rt_period: Option<u64>,
+    /// Not supported.
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Maximum number of host tasks (0 or -1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    id: String,
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// Print the stats once and exit.
+    #[arg(long)]
+    stats: bool,
+    /// Seconds between stats events.
+    #[arg(long, default_value = "5s")]
+    interval: String,
+    id: String,
 }
 
 #[derive(Args)]
@@ -411,6 +468,40 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
         Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid),
         Command::Pause(a) => ok(commands::pause(g, &a.id)),
         Command::Resume(a) => ok(commands::resume(g, &a.id)),
+        Command::Update(u) => ok(commands::update(
+            g,
+            &u.id,
+            &commands::UpdateOpts {
+                resources: u.resources,
+                memory: u.memory,
+                memory_reservation: u.memory_reservation,
+                memory_swap: u.memory_swap,
+                kernel_memory: u.kernel_memory,
+                cpu_shares: u.cpu_shares,
+                cpu_period: u.cpu_period,
+                cpu_quota: u.cpu_quota,
+                cpu_rt_period: u.cpu_rt_period,
+                cpu_rt_runtime: u.cpu_rt_runtime,
+                cpuset_cpus: u.cpuset_cpus,
+                cpuset_mems: u.cpuset_mems,
+                pids_limit: u.pids_limit,
+                blkio_weight: u.blkio_weight,
+            },
+        )),
+        Command::Events(e) => {
+            let secs = e.interval.trim_end_matches('s');
+            let interval = secs
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                .with_context(|| format!("--interval {}: expected seconds like 5s", e.interval))?;
+            ok(commands::events(
+                g,
+                &e.id,
+                e.stats,
+                std::time::Duration::from_secs_f64(interval),
+            ))
+        }
     }
 }
 
@@ -486,5 +577,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         tmpfs_mounts: Vec::new(),
         network: d.network.into(),
         file_mounts: Vec::new(),
+        cpus: None,
+        memory_limit: None,
     })
 }

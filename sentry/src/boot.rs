@@ -49,6 +49,32 @@ pub struct BootConfig {
     pub network: crate::net::NetworkMode,
     /// Single files mounted over guest paths, as in-memory copies.
     pub file_mounts: Vec<FileMount>,
+    /// CPUs the guest sees (nproc, sched_getaffinity, /proc/cpuinfo,
+    /// /sys/devices/system/cpu): the container's cpuset and CPU quota.
+    /// None: the host's.
+    pub cpus: Option<usize>,
+    /// The container's memory limit in bytes: /proc/meminfo's MemTotal
+    /// and sysinfo's totalram. None: the host's memory.
+    pub memory_limit: Option<u64>,
+}
+
+/// What the guest is told about the machine (set once, at `prepare`).
+static GUEST_CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+static GUEST_MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// CPUs the guest sees: the container's (BootConfig::cpus), else the
+/// host's available parallelism.
+pub fn guest_cpus() -> usize {
+    GUEST_CPUS.get().copied().unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+/// The container's memory limit, if it has one.
+pub fn guest_memory_limit() -> Option<u64> {
+    GUEST_MEMORY.get().copied()
 }
 
 /// A bind mount of one host file, served as a sandbox-private tmpfs copy
@@ -491,6 +517,12 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         bail!("no command given");
     }
     forward_host_signals_setup();
+    if let Some(n) = cfg.cpus.filter(|n| *n > 0) {
+        let _ = GUEST_CPUS.set(n);
+    }
+    if let Some(m) = cfg.memory_limit.filter(|m| *m > 0) {
+        let _ = GUEST_MEMORY.set(m);
+    }
     crate::net::set_network_mode(cfg.network);
     let mf = Arc::new(MemoryFile::new()?);
     // tmpfs pages shared with MAP_SHARED mappings must live in the memory

@@ -19,7 +19,79 @@ const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "cpuset", "pids",
 /// The freezer is joined too (pause/resume).
 const V1_FREEZER: &str = "freezer";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the host's cgroup hierarchies are mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+/// Whether `r` asks for any limit (devices rules, which every docker
+/// container carries, and zero values, which mean "unset", do not).
+pub fn requested(r: &LinuxResources) -> bool {
+    let mem = r.memory().as_ref().is_some_and(|m| {
+        m.limit().is_some_and(|v| v > 0)
+            || m.reservation().is_some_and(|v| v > 0)
+            || m.swap().is_some_and(|v| v > 0)
+            || m.disable_oom_killer() == Some(true)
+    });
+    let cpu = r.cpu().as_ref().is_some_and(|c| {
+        c.shares().is_some_and(|v| v > 0)
+            || c.quota().is_some_and(|v| v > 0)
+            || c.cpus().as_ref().is_some_and(|v| !v.is_empty())
+            || c.mems().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    let pids = r.pids().as_ref().is_some_and(|p| p.limit() > 0);
+    let blkio = r.block_io().as_ref().is_some_and(|b| {
+        b.weight().is_some_and(|w| w > 0)
+            || [
+                b.throttle_read_bps_device(),
+                b.throttle_write_bps_device(),
+                b.throttle_read_iops_device(),
+                b.throttle_write_iops_device(),
+            ]
+            .iter()
+            .any(|t| t.as_ref().is_some_and(|v| !v.is_empty()))
+    });
+    let huge = r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty());
+    let unified = r.unified().as_ref().is_some_and(|u| !u.is_empty());
+    mem || cpu || pids || blkio || huge || unified
+}
+
+/// The CPUs in a cpuset list ("0-3,5"); None if it does not parse.
+pub fn cpuset_count(list: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                if b < a {
+                    return None;
+                }
+                n += b - a + 1;
+            }
+            None => {
+                part.trim().parse::<usize>().ok()?;
+                n += 1;
+            }
+        }
+    }
+    Some(n)
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// "key value" lines (memory.stat, cpu.stat, cpuacct.stat).
+fn read_kv(p: &Path) -> std::collections::BTreeMap<String, u64> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Version {
     /// One hierarchy per controller under `root`.
     V1,
@@ -37,7 +109,7 @@ pub fn detect(root: &Path) -> Version {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
     pub version: Version,
     /// The leaf directories made for this sandbox (one per v1 controller
@@ -55,9 +127,25 @@ fn under(root: &Path, cgroups_path: &str) -> Result<PathBuf> {
     Ok(root.join(rel))
 }
 
+/// The config.json field a cgroup file stands for, for errors.
+fn field_of(file: &str) -> &'static str {
+    match file.split('.').next().unwrap_or("") {
+        "memory" => "linux.resources.memory: ",
+        "cpu" | "cpuset" => "linux.resources.cpu: ",
+        "pids" => "linux.resources.pids: ",
+        "blkio" | "io" => "linux.resources.blockIO: ",
+        _ => "",
+    }
+}
+
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
-    std::fs::write(dir.join(file), value)
-        .with_context(|| format!("writing {value:?} to {}", dir.join(file).display()))
+    std::fs::write(dir.join(file), value).with_context(|| {
+        format!(
+            "{}writing {value:?} to {}",
+            field_of(file),
+            dir.join(file).display()
+        )
+    })
 }
 
 /// mkdir -p for a v1 cpuset hierarchy: each new level copies its
@@ -214,8 +302,15 @@ impl Cgroup {
             if let Some(l) = m.limit() {
                 if v2 {
                     write(d, "memory.max", &limit_v2(l))?;
-                } else {
-                    write(d, "memory.limit_in_bytes", &l.to_string())?;
+                } else if let Err(e) = write(d, "memory.limit_in_bytes", &l.to_string()) {
+                    // Raising the limit above memory+swap's: that one first.
+                    match m.swap() {
+                        Some(swap) if d.join("memory.memsw.limit_in_bytes").exists() => {
+                            write(d, "memory.memsw.limit_in_bytes", &swap.to_string())?;
+                            write(d, "memory.limit_in_bytes", &l.to_string())?;
+                        }
+                        _ => return Err(e),
+                    }
                 }
             }
             if let Some(res) = m.reservation() {
@@ -306,7 +401,7 @@ impl Cgroup {
         }
         if let Some(b) = r.block_io() {
             let ctrl = if v2 { "io" } else { "blkio" };
-            if let Some(w) = b.weight() {
+            if let Some(w) = b.weight().filter(|w| *w != 0) {
                 let d = self.need(ctrl, "linux.resources.blockIO.weight")?;
                 if v2 {
                     let f = if d.join("io.bfq.weight").exists() {
@@ -400,6 +495,210 @@ impl Cgroup {
                 write(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })
             }
         }
+    }
+
+    /// Files `cgroup.procs` of every hierarchy, opened for writing (close
+    /// on exec): a child writes "0" to each between fork and exec to join
+    /// the cgroup before it starts anything.
+    pub fn open_procs(&self) -> Result<Vec<std::fs::File>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let p = d.join("cgroup.procs");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .with_context(|| format!("opening {}", p.display()))
+            })
+            .collect()
+    }
+
+    /// Whether pause/resume can use a freezer.
+    pub fn has_freezer(&self) -> bool {
+        match self.version {
+            Version::V2 => self
+                .dirs
+                .first()
+                .is_some_and(|d| d.join("cgroup.freeze").exists()),
+            Version::V1 => self
+                .dir(V1_FREEZER)
+                .is_some_and(|d| d.join("freezer.state").exists()),
+        }
+    }
+
+    /// Whether every process of the cgroup is frozen now.
+    pub fn is_frozen(&self) -> bool {
+        match self.version {
+            Version::V2 => self.dirs.first().is_some_and(|d| {
+                std::fs::read_to_string(d.join("cgroup.events"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.trim() == "frozen 1")
+            }),
+            Version::V1 => self.dir(V1_FREEZER).is_some_and(|d| {
+                std::fs::read_to_string(d.join("freezer.state"))
+                    .unwrap_or_default()
+                    .trim()
+                    == "FROZEN"
+            }),
+        }
+    }
+
+    /// Freezes and waits until every task is frozen (or `timeout`, when
+    /// the cgroup is thawed again and an error returned).
+    pub fn freeze_wait(&self, timeout: std::time::Duration) -> Result<()> {
+        self.freeze(true)?;
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.is_frozen() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.freeze(false);
+                bail!("the sandbox's cgroup did not freeze within {timeout:?}");
+            }
+            // v1 re-tries the tasks that were busy on each write.
+            if self.version == Version::V1 {
+                let _ = self.freeze(true);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// The host pids in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .dirs
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// SIGKILLs whatever is left in the cgroup (gofers and stubs of a
+    /// sandbox process that is gone) and thaws it, so it can be removed.
+    pub fn kill_all(&self) {
+        for pid in self.pids() {
+            if pid > 0 {
+                // SAFETY: kill(2) of a process in the sandbox's own cgroup,
+                // which only the sandbox's processes join.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if self.has_freezer() {
+            let _ = self.freeze(false);
+        }
+    }
+
+    /// runc's `events --stats` data (libcontainer's types.Stats as JSON)
+    /// for the memory, cpu and pids controllers.
+    pub fn stats(&self) -> serde_json::Value {
+        use serde_json::json;
+        let v2 = self.version == Version::V2;
+        let mut memory = json!({});
+        if let Some(d) = self.dir("memory") {
+            let raw = read_kv(&d.join("memory.stat"));
+            let (usage, limit, max, failcnt, cache) = if v2 {
+                let limit = std::fs::read_to_string(d.join("memory.max"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(u64::MAX);
+                let failcnt = read_kv(&d.join("memory.events"))
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0);
+                let cur = read_u64(&d.join("memory.current")).unwrap_or(0);
+                let peak = read_u64(&d.join("memory.peak")).unwrap_or(0);
+                let cache = raw.get("file").copied().unwrap_or(0);
+                (cur, limit, peak, failcnt, cache)
+            } else {
+                (
+                    read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0),
+                    read_u64(&d.join("memory.limit_in_bytes")).unwrap_or(u64::MAX),
+                    read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0),
+                    read_u64(&d.join("memory.failcnt")).unwrap_or(0),
+                    raw.get("cache").copied().unwrap_or(0),
+                )
+            };
+            memory = json!({
+                "cache": cache,
+                "usage": { "limit": limit, "usage": usage, "max": max, "failcnt": failcnt },
+                "raw": raw,
+            });
+        }
+        let mut cpu = json!({});
+        if v2 {
+            if let Some(d) = self.dirs.first() {
+                let st = read_kv(&d.join("cpu.stat"));
+                let g = |k: &str| st.get(k).copied().unwrap_or(0);
+                cpu = json!({
+                    "usage": {
+                        "total": g("usage_usec") * 1000,
+                        "kernel": g("system_usec") * 1000,
+                        "user": g("user_usec") * 1000,
+                    },
+                    "throttling": {
+                        "periods": g("nr_periods"),
+                        "throttledPeriods": g("nr_throttled"),
+                        "throttledTime": g("throttled_usec") * 1000,
+                    },
+                });
+            }
+        } else {
+            // cpuacct may be its own hierarchy or share cpu's.
+            let acct = self
+                .dirs
+                .iter()
+                .find(|d| d.join("cpuacct.usage").exists())
+                .map(PathBuf::as_path);
+            if let Some(d) = acct {
+                let percpu: Vec<u64> = std::fs::read_to_string(d.join("cpuacct.usage_percpu"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                let st = read_kv(&d.join("cpuacct.stat"));
+                // USER_HZ ticks to ns, as runc converts.
+                let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 10_000_000;
+                cpu["usage"] = json!({
+                    "total": read_u64(&d.join("cpuacct.usage")).unwrap_or(0),
+                    "percpu": percpu,
+                    "kernel": ns("system"),
+                    "user": ns("user"),
+                });
+            }
+            if let Some(d) = self.dir("cpu") {
+                let st = read_kv(&d.join("cpu.stat"));
+                let g = |k: &str| st.get(k).copied().unwrap_or(0);
+                cpu["throttling"] = json!({
+                    "periods": g("nr_periods"),
+                    "throttledPeriods": g("nr_throttled"),
+                    "throttledTime": g("throttled_time"),
+                });
+            }
+        }
+        let mut pids = json!({});
+        if let Some(d) = self.dir("pids") {
+            pids = json!({
+                "current": read_u64(&d.join("pids.current")).unwrap_or(0),
+                "limit": read_u64(&d.join("pids.max")).unwrap_or(0),
+            });
+        }
+        json!({
+            "cpu": cpu,
+            "memory": memory,
+            "pids": pids,
+            "blkio": {},
+            "hugetlb": {},
+        })
     }
 
     /// Memory in use by the sandbox, in bytes.

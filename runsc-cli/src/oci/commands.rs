@@ -3,8 +3,12 @@
 //! stopped until `start`; its host pid is the container's pid, and it exits
 //! with the container's exit status. Every state change goes through the
 //! state directory (`state.rs`) and the sandbox's control socket
-//! (`control.rs`).
+//! (`control.rs`). The sandbox's host processes live in a cgroup of their
+//! own (`cgroup.rs`), joined before the sandbox process starts anything:
+//! it carries the resource limits, freezes for pause, and feeds
+//! `events --stats`.
 
+use super::cgroup::{self, Cgroup};
 use super::control::{self, Request};
 use super::spec::{self, Container, Hook};
 use super::state::{self, ContainerDir, ExitInfo, State, Status};
@@ -79,17 +83,50 @@ fn create_sandbox(
         }
     }
     let mut child: Option<Child> = None;
-    let r = spawn_and_record(g, &dir, &c, o, terminal, &mut child);
-    match r {
-        Ok(()) => Ok(child.expect("spawned")),
-        Err(e) => {
+    let mut cg: Option<Cgroup> = None;
+    let r = spawn_and_record(g, &dir, &c, o, terminal, &mut child, &mut cg);
+    match (r, child) {
+        (Ok(()), Some(ch)) => Ok(ch),
+        (r, child) => {
             if let Some(mut ch) = child {
                 let _ = ch.kill();
                 let _ = ch.wait();
             }
+            if let Some(cg) = cg {
+                cg.kill_all();
+                let _ = cg.destroy();
+            }
             let _ = std::fs::remove_dir_all(&dir.path);
-            Err(e)
+            Err(r
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the sandbox process did not start")))
         }
+    }
+}
+
+/// The sandbox's cgroup: `linux.cgroupsPath` (default `/runsc/<id>`) with
+/// `linux.resources`. Without limits asked for, a host where cgroups
+/// cannot be made (not root, no cgroupfs) gets a warning and no cgroup.
+fn setup_cgroup(id: &str, c: &Container) -> anyhow::Result<Option<Cgroup>> {
+    let path = c
+        .cgroups_path
+        .clone()
+        .unwrap_or_else(|| format!("/runsc/{id}"));
+    let wanted = c.resources.as_ref().is_some_and(cgroup::requested);
+    // SAFETY: geteuid(2) has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root && !wanted {
+        tracing::warn!("not root: the sandbox runs without a cgroup of its own");
+        return Ok(None);
+    }
+    let res = if wanted { c.resources.as_ref() } else { None };
+    match Cgroup::create(Path::new(cgroup::ROOT), &path, res) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if !wanted => {
+            tracing::warn!("cgroup {path}: {e:#}; the sandbox runs without a cgroup of its own");
+            Ok(None)
+        }
+        Err(e) => Err(e.context(format!("linux.cgroupsPath {path}"))),
     }
 }
 
@@ -100,7 +137,16 @@ fn spawn_and_record(
     o: &CreateOpts,
     terminal: Option<Terminal>,
     child_out: &mut Option<Child>,
+    cg_out: &mut Option<Cgroup>,
 ) -> anyhow::Result<()> {
+    *cg_out = setup_cgroup(&dir.id, c)?;
+    // The sandbox process joins its cgroup before it starts anything, so
+    // its gofers and stub processes are born in it.
+    let procs = match cg_out {
+        Some(cg) => cg.open_procs()?,
+        None => Vec::new(),
+    };
+    let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the sync pipe")?;
     let exe = std::env::current_exe().context("finding our own executable")?;
@@ -122,10 +168,16 @@ fn spawn_and_record(
     let sync_fd = sync_w.as_raw_fd();
     let set_ctty = pty_slave.is_some();
     // SAFETY: between fork and exec only async-signal-safe calls on fds we
-    // own: a new session (so the container is not in our terminal's), the
-    // pty as controlling terminal, the sync pipe at fd 3.
+    // own: joining the cgroup (write "0": this process), a new session (so
+    // the container is not in our terminal's), the pty as controlling
+    // terminal, the sync pipe at fd 3.
     unsafe {
         cmd.pre_exec(move || {
+            for fd in &procs_fds {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -141,6 +193,7 @@ fn spawn_and_record(
     let child = cmd.spawn().context("starting the sandbox process")?;
     let pid = child.id() as i32;
     *child_out = Some(child);
+    drop(procs);
     drop(sync_w);
     drop(pty_slave);
     let mut msg = String::new();
@@ -171,6 +224,7 @@ fn spawn_and_record(
         annotations: c.annotations.clone(),
         network: g.network.clone(),
         pending_signals: Vec::new(),
+        cgroup: cg_out.clone(),
     };
     dir.save(&st)?;
     run_hooks(
@@ -266,6 +320,8 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             tmpfs_mounts: c.tmpfs_mounts.clone(),
             network: g.network_mode(),
             file_mounts,
+            cpus: c.guest_cpus(),
+            memory_limit: c.memory_limit(),
         })?;
         Ok(Arc::new(sandbox))
     })();
@@ -429,6 +485,10 @@ fn kill_sandbox(st: &State) {
     unsafe {
         libc::kill(st.pid, libc::SIGKILL);
     }
+    // A frozen sandbox dies once thawed.
+    if let Some(cg) = st.cgroup.as_ref().filter(|cg| cg.has_freezer()) {
+        let _ = cg.freeze(false);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while state::sandbox_alive(st.pid, st.pid_start_time) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -461,6 +521,14 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
 /// Removes every trace of a container whose sandbox is gone, after its
 /// poststop hooks.
 fn destroy(dir: &ContainerDir, st: &State) -> anyhow::Result<()> {
+    if let Some(cg) = &st.cgroup {
+        // The gofers and stubs die with the sandbox process (parent-death
+        // signal); whatever has not yet goes now.
+        cg.kill_all();
+        if let Err(e) = cg.destroy() {
+            tracing::warn!("removing the sandbox's cgroup: {e:#}");
+        }
+    }
     if let Ok(c) = spec::load(&st.bundle) {
         if let Err(e) = run_hooks(&c.hooks.poststop, &dir.oci_state(st), "poststop") {
             tracing::warn!("{e:#}");
@@ -945,9 +1013,11 @@ pub fn exec_wait(g: &GlobalOpts, id: &str, pid: i32) -> anyhow::Result<i32> {
     }
 }
 
-/// `runsc pause`: stops the sandbox process (SIGSTOP), so no guest task
-/// is served any more: a guest thread gets as far as its next system call
-/// or fault. Signals sent meanwhile wait for `resume`; SIGKILL does not.
+/// `runsc pause`: freezes the sandbox's cgroup (sentry, gofers and the
+/// stubs running guest code, so even a guest thread that never makes a
+/// system call stops). Without a freezer, stops the sandbox process
+/// (SIGSTOP): a guest thread then gets as far as its next system call or
+/// fault. Signals sent meanwhile wait for `resume`; SIGKILL does not.
 pub fn pause(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
     let dir = ContainerDir::new(&g.root, id)?;
     let _lock = dir.lock();
@@ -956,6 +1026,12 @@ pub fn pause(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
         Status::Running => {}
         Status::Paused => bail!("container {id} is already paused"),
         Status::Created | Status::Stopped => bail!("container {id} is not running"),
+    }
+    if let Some(cg) = st.cgroup.as_ref().filter(|cg| cg.has_freezer()) {
+        cg.freeze_wait(CONTROL_TIMEOUT)
+            .context("freezing the sandbox")?;
+        st.status = Status::Paused;
+        return dir.save(&st);
     }
     // SAFETY: kill(2) of the sandbox process, alive and checked by start
     // time in status() just above.
@@ -986,9 +1062,13 @@ pub fn resume(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
     if dir.status(&st) != Status::Paused {
         bail!("container {id} is not paused");
     }
-    // SAFETY: kill(2) of the sandbox process, alive and checked above.
-    if unsafe { libc::kill(st.pid, libc::SIGCONT) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("continuing the sandbox process");
+    match st.cgroup.as_ref().filter(|cg| cg.has_freezer()) {
+        Some(cg) => cg.freeze(false).context("thawing the sandbox")?,
+        // SAFETY: kill(2) of the sandbox process, alive and checked above.
+        None if unsafe { libc::kill(st.pid, libc::SIGCONT) } != 0 => {
+            return Err(std::io::Error::last_os_error()).context("continuing the sandbox process");
+        }
+        None => {}
     }
     let pending = std::mem::take(&mut st.pending_signals);
     st.status = Status::Running;
@@ -1010,4 +1090,223 @@ pub fn resume(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `update` flags (runc's): each overrides the same field of
+/// `--resources`.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateOpts {
+    /// A JSON file of linux.resources ("-": stdin).
+    pub resources: Option<PathBuf>,
+    pub memory: Option<String>,
+    pub memory_reservation: Option<String>,
+    pub memory_swap: Option<String>,
+    pub kernel_memory: Option<String>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+}
+
+/// A byte count as runc's flags take it: a number with an optional
+/// k/m/g/t suffix (powers of 1024, "b"/"kb"/"kib" spellings too), or -1
+/// for no limit.
+pub fn parse_bytes(flag: &str, v: &str) -> anyhow::Result<i64> {
+    let t = v.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let digits = t
+        .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let unit = unit.trim();
+    let mul: f64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("{flag} {v}: unknown unit {unit:?} (use b, k, m, g or t)"),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .with_context(|| format!("{flag} {v}: expected a size like 64m, or -1"))?;
+    let bytes = n * mul;
+    if bytes > i64::MAX as f64 {
+        bail!("{flag} {v}: too large");
+    }
+    Ok(bytes as i64)
+}
+
+/// The resources `update` asks for: `--resources` overlaid with the flags.
+pub fn update_resources(o: &UpdateOpts) -> anyhow::Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    let mut r = match &o.resources {
+        None => LinuxResources::default(),
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut t)
+                    .context("--resources -: reading stdin")?;
+                t
+            } else {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("--resources {}", p.display()))?
+            };
+            let de = &mut serde_json::Deserializer::from_str(&text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                anyhow::anyhow!("--resources {}: {}: {}", p.display(), e.path(), e.inner())
+            })?
+        }
+    };
+    if o.kernel_memory.is_some() {
+        bail!("--kernel-memory: not supported (kernel memory limits are deprecated)");
+    }
+    if o.cpu_rt_period.is_some() || o.cpu_rt_runtime.is_some() {
+        bail!("--cpu-rt-period/--cpu-rt-runtime: real-time scheduling is not supported");
+    }
+    if o.memory.is_some() || o.memory_reservation.is_some() || o.memory_swap.is_some() {
+        let mut m: LinuxMemory = (*r.memory()).unwrap_or_default();
+        if let Some(v) = &o.memory {
+            m.set_limit(Some(parse_bytes("--memory", v)?));
+        }
+        if let Some(v) = &o.memory_reservation {
+            m.set_reservation(Some(parse_bytes("--memory-reservation", v)?));
+        }
+        if let Some(v) = &o.memory_swap {
+            m.set_swap(Some(parse_bytes("--memory-swap", v)?));
+        }
+        r.set_memory(Some(m));
+    }
+    let cpu_flag = o.cpu_shares.is_some()
+        || o.cpu_period.is_some()
+        || o.cpu_quota.is_some()
+        || o.cpuset_cpus.is_some()
+        || o.cpuset_mems.is_some();
+    if cpu_flag {
+        let mut c: LinuxCpu = r.cpu().clone().unwrap_or_default();
+        if o.cpu_shares.is_some() {
+            c.set_shares(o.cpu_shares);
+        }
+        if o.cpu_period.is_some() {
+            c.set_period(o.cpu_period);
+        }
+        if o.cpu_quota.is_some() {
+            c.set_quota(o.cpu_quota);
+        }
+        if o.cpuset_cpus.is_some() {
+            c.set_cpus(o.cpuset_cpus.clone());
+        }
+        if o.cpuset_mems.is_some() {
+            c.set_mems(o.cpuset_mems.clone());
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(l) = o.pids_limit {
+        let mut p: LinuxPids = (*r.pids()).unwrap_or_default();
+        p.set_limit(l);
+        r.set_pids(Some(p));
+    }
+    if let Some(w) = o.blkio_weight {
+        if w != 0 && !(10..=1000).contains(&w) {
+            bail!("--blkio-weight {w}: must be 10 to 1000");
+        }
+        let mut b: LinuxBlockIo = r.block_io().clone().unwrap_or_default();
+        b.set_weight(Some(w));
+        r.set_block_io(Some(b));
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+        bail!("hugepageLimits: not supported (guest memory is not backed by host huge pages)");
+    }
+    Ok(r)
+}
+
+/// The cgroup of a live container, or why there is none.
+fn live_cgroup(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State, Cgroup)> {
+    let (dir, st) = load(g, id)?;
+    if dir.status(&st) == Status::Stopped {
+        bail!("container {id} is not running");
+    }
+    let cg = st.cgroup.clone().with_context(|| {
+        format!("container {id} has no cgroup (cgroups were not usable when it was created)")
+    })?;
+    Ok((dir, st, cg))
+}
+
+/// `runsc update`: applies new resource limits to a running container's
+/// cgroup. The guest's own view (/proc/meminfo, CPU count) stays what it
+/// was at boot.
+pub fn update(g: &GlobalOpts, id: &str, o: &UpdateOpts) -> anyhow::Result<()> {
+    let r = update_resources(o)?;
+    let (_dir, _st, cg) = live_cgroup(g, id)?;
+    cg.apply(&r)
+}
+
+/// `runsc events [--stats] [--interval N] ID`: runc's stats event
+/// (`{"type":"stats","id":…,"data":{cpu,memory,pids,…}}`) from the
+/// sandbox's cgroup, once with `stats`, else every `interval` until the
+/// container stops.
+pub fn events(g: &GlobalOpts, id: &str, stats: bool, interval: Duration) -> anyhow::Result<()> {
+    let (dir, st, cg) = live_cgroup(g, id)?;
+    loop {
+        let ev = serde_json::json!({ "type": "stats", "id": id, "data": cg.stats() });
+        println!("{ev}");
+        let _ = std::io::stdout().flush();
+        if stats {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+        if dir.status(&st) == Status::Stopped {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_as_runc_takes_them() {
+        assert_eq!(parse_bytes("--memory", "64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("--memory", "64MB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("--memory", "1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("--memory", "4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("--memory", "-1").unwrap(), -1);
+        let e = parse_bytes("--memory", "12q").unwrap_err().to_string();
+        assert!(e.contains("--memory"), "{e}");
+        assert!(parse_bytes("--memory", "m").is_err());
+        assert!(parse_bytes("--memory", "-5").is_err());
+    }
+
+    #[test]
+    fn update_flags_override_the_resources_file() {
+        let o = UpdateOpts {
+            memory: Some("32m".into()),
+            cpu_quota: Some(20_000),
+            pids_limit: Some(7),
+            ..Default::default()
+        };
+        let r = update_resources(&o).unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(32 << 20));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(20_000));
+        assert_eq!(r.pids().as_ref().unwrap().limit(), 7);
+        let bad = UpdateOpts {
+            kernel_memory: Some("1m".into()),
+            ..Default::default()
+        };
+        assert!(update_resources(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--kernel-memory"));
+    }
 }

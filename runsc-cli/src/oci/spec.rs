@@ -1,8 +1,8 @@
 //! A bundle's config.json (the OCI runtime spec, parsed by `oci-spec`)
 //! turned into what the sandbox needs to load PID 1. Everything we read is
 //! checked here, before any state exists, and an error names the field.
-//! Fields we do not act on yet (capabilities, namespaces, cgroup resources,
-//! seccomp, masked paths) are accepted and ignored: the sentry is the
+//! Fields we do not act on yet (capabilities, namespaces, seccomp, masked
+//! paths) are accepted and ignored: the sentry is the
 //! isolation boundary, not the host kernel's features.
 
 use anyhow::{bail, Context};
@@ -59,6 +59,46 @@ pub struct Container {
     pub ignored_mounts: Vec<String>,
     pub annotations: BTreeMap<String, String>,
     pub hooks: Hooks,
+    /// linux.cgroupsPath, else `/runsc/<id>` (chosen by `create`).
+    pub cgroups_path: Option<String>,
+    /// linux.resources.
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
+}
+
+impl Container {
+    /// CPUs the guest is shown: the cpuset's count (else the host's),
+    /// at most ceil(quota/period). None without CPU limits.
+    pub fn guest_cpus(&self) -> Option<usize> {
+        let c = self.resources.as_ref()?.cpu().as_ref()?;
+        let set = c
+            .cpus()
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(super::cgroup::cpuset_count)
+            .filter(|n| *n > 0);
+        let quota = match (c.quota(), c.period()) {
+            (Some(q), p) if q > 0 => {
+                let p = p.filter(|p| *p > 0).unwrap_or(100_000);
+                Some((q as u64).div_ceil(p).max(1) as usize)
+            }
+            _ => None,
+        };
+        match (set, quota) {
+            (None, None) => None,
+            (Some(s), None) => Some(s),
+            (s, Some(q)) => {
+                let host = s
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                Some(host.min(q))
+            }
+        }
+    }
+
+    /// The memory limit in bytes, if one is set.
+    pub fn memory_limit(&self) -> Option<u64> {
+        let l = self.resources.as_ref()?.memory().as_ref()?.limit()?;
+        (l > 0).then_some(l as u64)
+    }
 }
 
 /// Reads and checks `<bundle>/config.json`.
@@ -205,6 +245,13 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             other => bail!("mounts[{i}].type: {other:?} is not supported"),
         }
     }
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+            bail!(
+                "linux.resources.hugepageLimits: not supported (guest memory is not backed by host huge pages)"
+            );
+        }
+    }
     let hooks = match spec.hooks() {
         None => Hooks::default(),
         Some(h) => {
@@ -253,6 +300,13 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         hooks,
+        cgroups_path: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty()),
+        resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
     })
 }
 

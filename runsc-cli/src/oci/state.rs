@@ -18,7 +18,8 @@ pub const EXIT_FILE: &str = "exit.json";
 pub enum Status {
     Created,
     Running,
-    /// The sandbox process is stopped (SIGSTOP) by `pause`.
+    /// The sandbox is frozen (its cgroup's freezer, else SIGSTOP) by
+    /// `pause`.
     Paused,
     Stopped,
 }
@@ -58,6 +59,10 @@ pub struct State {
     /// `resume` (as a frozen cgroup holds them for runc).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_signals: Vec<PendingSignal>,
+    /// The sandbox's cgroup (None: cgroups were unusable and no limits
+    /// were asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<super::cgroup::Cgroup>,
 }
 
 /// A signal waiting for `resume`.

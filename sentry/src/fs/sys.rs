@@ -29,9 +29,7 @@ fn cpu_list(n: usize) -> String {
 
 pub fn new_sysfs() -> KResult<Arc<dyn Inode>> {
     let root = new_tmpfs(0o555);
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let ncpu = crate::boot::guest_cpus();
     let devices = dir(&root, "devices")?;
     let system = dir(&devices, "system")?;
     let cpu = dir(&system, "cpu")?;

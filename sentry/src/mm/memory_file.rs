@@ -78,6 +78,17 @@ impl MemoryFile {
         })
     }
 
+    /// Bytes of host memory the file holds now (allocated pages).
+    pub fn committed_bytes(&self) -> u64 {
+        // SAFETY: fstat(2) of our own fd into a zeroed, writable struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
+            return 0;
+        }
+        (st.st_blocks as u64).saturating_mul(512)
+    }
+
     pub fn fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }

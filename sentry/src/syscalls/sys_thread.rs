@@ -721,8 +721,20 @@ pub fn sysinfo(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let nprocs = t.kernel.ts().procs.len() as u16;
     let mut b = vec![0u8; 112];
     b[..8].copy_from_slice(&(t.kernel.boot.elapsed().as_secs() as i64).to_le_bytes());
-    b[32..40].copy_from_slice(&(host.totalram as u64).to_le_bytes());
-    b[40..48].copy_from_slice(&(host.freeram as u64).to_le_bytes());
+    // With a container memory limit: the limit, and what the guest's
+    // memory leaves of it (in mem_unit units, as the host reports).
+    #[allow(clippy::unnecessary_cast)]
+    let (mut total, mut free) = (host.totalram as u64, host.freeram as u64);
+    if let Some(limit) = crate::boot::guest_memory_limit() {
+        let unit = (host.mem_unit as u64).max(1);
+        let l = limit / unit;
+        if l < total {
+            total = l;
+            free = free.min(l.saturating_sub(t.kernel.mf.committed_bytes() / unit));
+        }
+    }
+    b[32..40].copy_from_slice(&total.to_le_bytes());
+    b[40..48].copy_from_slice(&free.to_le_bytes());
     b[80..82].copy_from_slice(&nprocs.to_le_bytes());
     b[104..108].copy_from_slice(&host.mem_unit.to_le_bytes());
     t.mm.copy_out(a[0], &b)?;
@@ -735,9 +747,7 @@ pub fn sched_yield(_t: &mut CurrentTask, _a: &Args) -> KResult<u64> {
 }
 
 fn ncpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    crate::boot::guest_cpus()
 }
 
 pub fn sched_getaffinity(t: &mut CurrentTask, a: &Args) -> KResult<u64> {

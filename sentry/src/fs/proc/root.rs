@@ -40,7 +40,7 @@ const STATIC: &[(&str, Maker)] = &[
         file(fs, "loadavg", &Owner::Kernel, |k| Ok(system::loadavg(k)))
     }),
     ("meminfo", |fs| {
-        file(fs, "meminfo", &Owner::Kernel, |_| Ok(system::meminfo()))
+        file(fs, "meminfo", &Owner::Kernel, |k| Ok(system::meminfo(k)))
     }),
     // A symlink to the reader's own mount table, as on Linux.
     ("mounts", |fs| {

@@ -10,9 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 pub(super) fn ncpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    crate::boot::guest_cpus()
 }
 
 // ---------------------------------------------------------------------------
@@ -32,19 +30,37 @@ fn host_sysinfo() -> libc::sysinfo {
 /// shmem in Cached too, and the guest's own memory is host shmem) and
 /// MemAvailable is free memory plus buffers: an underestimate on a host
 /// with a large cache. Counters sysinfo has no source for are 0.
+///
+/// With a container memory limit, MemTotal is the limit (if below the
+/// host's), and MemFree/MemAvailable are what is left of it after the
+/// guest's memory (the memory file's allocated pages), at most the host's.
+pub(super) fn meminfo(k: &Kernel) -> Vec<u8> {
+    meminfo_for(crate::boot::guest_memory_limit(), k.mf.committed_bytes())
+}
+
+/// meminfo under memory limit `limit` with `used` bytes of guest memory.
 // c_ulong is not u64 everywhere.
 #[allow(clippy::unnecessary_cast)]
-pub(super) fn meminfo() -> Vec<u8> {
+pub(super) fn meminfo_for(limit: Option<u64>, used: u64) -> Vec<u8> {
     let si = host_sysinfo();
     let unit = (si.mem_unit as u64).max(1);
     let kb = |x: libc::c_ulong| (x as u64).saturating_mul(unit) >> 10;
-    let total = kb(si.totalram);
-    let free = kb(si.freeram);
+    let mut total = kb(si.totalram);
+    let mut free = kb(si.freeram);
     let buffers = kb(si.bufferram);
     let shared = kb(si.sharedram);
     let swap_total = kb(si.totalswap);
     let swap_free = kb(si.freeswap);
-    let available = (free + buffers).min(total);
+    let mut available = (free + buffers).min(total);
+    if let Some(limit) = limit {
+        let limit_kb = limit >> 10;
+        if limit_kb < total {
+            total = limit_kb;
+            let left = limit_kb.saturating_sub(used >> 10);
+            free = free.min(left);
+            available = available.min(left);
+        }
+    }
     let mut s = String::with_capacity(1500);
     let mut line = |name: &str, v: u64| {
         let _ = writeln!(s, "{:<16}{:>8} kB", format!("{name}:"), v);

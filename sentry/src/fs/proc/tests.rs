@@ -83,8 +83,21 @@ fn limits_table_matches_linux_layout() {
 }
 
 #[test]
+fn meminfo_under_a_memory_limit() {
+    let m = String::from_utf8(system::meminfo_for(Some(64 << 20), 16 << 20)).unwrap();
+    let get = |k: &str| -> u64 {
+        let line = m.lines().find(|l| l.starts_with(&format!("{k}:"))).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(get("MemTotal"), 65536);
+    assert!(get("MemFree") <= 49152);
+    assert!(get("MemAvailable") <= 49152);
+    assert!(get("MemFree") <= get("MemAvailable"));
+}
+
+#[test]
 fn meminfo_has_what_free_reads() {
-    let m = String::from_utf8(system::meminfo()).unwrap();
+    let m = String::from_utf8(system::meminfo_for(None, 0)).unwrap();
     let get = |k: &str| -> u64 {
         let line = m
             .lines()
