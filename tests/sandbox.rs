@@ -2024,3 +2024,25 @@ fn py_huge_prot_none_reservation() {
     "#));
     assert!(o.stdout_str().ends_with("signal 11\n"), "{o:?}");
 }
+
+#[test]
+fn py_sigwait_thread_takes_process_signals() {
+    // All threads block SIGTERM; a thread in sigwait must still receive a
+    // kill() to the process (MariaDB's and many daemons' signal thread).
+    let o = assert_same_spec(
+        &py(r#"
+        import signal, threading, os, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+        got = []
+        def waiter():
+            got.append(signal.sigwait({signal.SIGTERM, signal.SIGUSR1}))
+        th = threading.Thread(target=waiter); th.start()
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        th.join(10)
+        print('alive' if th.is_alive() else 'joined', got)
+    "#)
+        .timeout(std::time::Duration::from_secs(30)),
+    );
+    assert_eq!(o.stdout_str(), "joined [<Signals.SIGTERM: 15>]\n");
+}

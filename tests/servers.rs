@@ -61,3 +61,32 @@ server {{ listen 127.0.0.1:{port}; root %s/www; }} }}\\n' $d $d $d $d $d $d $d $
     let o = assert_same_spec(&sh(&script).timeout(std::time::Duration::from_secs(120)));
     assert_eq!(o.stdout_str(), "hello from nginx\n404\n300000\n30\n");
 }
+
+#[test]
+fn mariadb_creates_and_queries_an_innodb_table() {
+    if !have("/usr/sbin/mariadbd") || !have("/usr/bin/mariadb") {
+        return skip_or_fail("mariadb-server");
+    }
+    let port = 40000 + std::process::id() % 10000;
+    // A fresh data directory, the server on a Unix socket and TCP
+    // loopback, an InnoDB table through both, a clean shutdown.
+    let script = format!(
+        "d=$(mktemp -d); \
+         mariadb-install-db --user=root --datadir=$d/data --auth-root-authentication-method=normal \
+           > $d/install.log 2>&1 || {{ echo install failed; cat $d/install.log; exit 1; }}; \
+         mariadbd --no-defaults --user=root --datadir=$d/data --socket=$d/sock --port={port} \
+           --bind-address=127.0.0.1 --pid-file=$d/pid --log-error=$d/err \
+           --innodb-buffer-pool-size=16M > /dev/null 2>&1 & \
+         for i in $(seq 150); do mariadb -uroot --socket=$d/sock -e 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done; \
+         mariadb -uroot --socket=$d/sock -e \"create database t; use t; \
+           create table x (id int primary key auto_increment, v varchar(20)) engine=innodb; \
+           insert into x (v) values ('a'),('b'),('c'); select count(*), group_concat(v) from x;\"; \
+         mariadb -uroot -h127.0.0.1 -P{port} -N -e \"select engine from information_schema.tables where table_name='x'\"; \
+         mariadb-admin -uroot --socket=$d/sock shutdown; wait; rm -rf $d"
+    );
+    let o = assert_same_spec(&sh(&script).timeout(std::time::Duration::from_secs(240)));
+    assert_eq!(
+        o.stdout_str(),
+        "count(*)\tgroup_concat(v)\n3\ta,b,c\nInnoDB\n"
+    );
+}

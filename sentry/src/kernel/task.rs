@@ -113,6 +113,10 @@ pub struct TaskSignals {
     pub altstack: AltStack,
     /// The mask to restore after a temporary one (sigsuspend, ppoll, pselect).
     pub saved_mask: Option<u64>,
+    /// Signals this thread waits for in rt_sigtimedwait: though blocked,
+    /// a process-directed one may be given to this thread (Linux unblocks
+    /// them for the wait).
+    pub sigwait: u64,
 }
 
 pub struct Task {

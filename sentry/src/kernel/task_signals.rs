@@ -58,7 +58,12 @@ impl Kernel {
                     default_action(sig),
                     DefaultAction::Ignore | DefaultAction::Continue
                 ));
-        let blocked_by = |t: &Arc<Task>| lock(&t.sig).mask & bit(sig) != 0;
+        // A thread in rt_sigtimedwait for `sig` takes it although it is
+        // blocked (Linux unblocks the waited set for the wait).
+        let blocked_by = |t: &Arc<Task>| {
+            let s = lock(&t.sig);
+            s.mask & !s.sigwait & bit(sig) != 0
+        };
         match task {
             Some(t) => {
                 if ignored && !blocked_by(t) {

@@ -138,8 +138,9 @@ pub fn rt_sigtimedwait(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         drop(s);
         lock(&task.tg.pending).dequeue(!set)
     };
-    // Temporarily unblock nothing: the waited-for signals stay blocked, but
-    // their arrival must wake us, so wait with our own check.
+    // The waited-for signals stay blocked, but a process-directed one must
+    // be able to pick this thread: senders look at `sigwait`.
+    lock(&task.sig).sigwait = set;
     let r = loop {
         if let Some(i) = take() {
             break Ok(i);
@@ -153,6 +154,7 @@ pub fn rt_sigtimedwait(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             Err(_) => break Err(Errno::EINTR),
         }
     };
+    lock(&task.sig).sigwait = 0;
     let info = r?;
     if a[1] != 0 {
         t.mm.copy_out(a[1], &info.0)?;
