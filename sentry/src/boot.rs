@@ -47,6 +47,10 @@ pub struct BootConfig {
     pub tmpfs_mounts: Vec<String>,
     /// How inet sockets reach the network (`--network`).
     pub network: crate::net::NetworkMode,
+    /// At start, take over the network interface of the network namespace
+    /// the sandbox process is in (`net::take_interfaces`): an OCI
+    /// container with its own network namespace in sandbox mode.
+    pub take_interfaces: bool,
     /// Single files mounted over guest paths, as in-memory copies.
     pub file_mounts: Vec<FileMount>,
 }
@@ -129,6 +133,7 @@ pub struct Sandbox {
     kernel: Arc<Kernel>,
     start: Mutex<Option<mpsc::Sender<()>>>,
     started: AtomicBool,
+    take_interfaces: bool,
 }
 
 /// One guest process, for `runsc ps`.
@@ -145,12 +150,19 @@ pub struct ProcessInfo {
 impl Sandbox {
     /// Lets PID 1 run; signals sent to this host process now reach it.
     pub fn start(&self) -> anyhow::Result<()> {
-        let tx = self
-            .start
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut slot = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            bail!("the sandbox was already started");
+        }
+        // The network is set up by now (docker's prestart hook moved the
+        // interface into our namespace after create).
+        if self.take_interfaces {
+            crate::net::take_interfaces().context("taking over the network interface")?;
+        }
+        let tx = slot
             .take()
             .ok_or_else(|| anyhow::anyhow!("the sandbox was already started"))?;
+        drop(slot);
         tx.send(())
             .map_err(|_| anyhow::anyhow!("init task died before starting"))?;
         self.started.store(true, Ordering::SeqCst);
@@ -492,6 +504,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     }
     forward_host_signals_setup();
     crate::net::set_network_mode(cfg.network);
+    let cfg_take_interfaces = cfg.take_interfaces;
     let mf = Arc::new(MemoryFile::new()?);
     let platform =
         platform::ptrace::PtracePlatform::new(mf.fd()).context("starting the ptrace platform")?;
@@ -662,6 +675,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         kernel,
         start: Mutex::new(Some(start_tx)),
         started: AtomicBool::new(false),
+        take_interfaces: cfg_take_interfaces,
     })
 }
 

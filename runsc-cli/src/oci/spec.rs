@@ -31,6 +31,18 @@ pub struct Hooks {
     pub poststop: Vec<Hook>,
 }
 
+/// The network namespace config.json asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetNs {
+    /// None listed: the runtime's own.
+    Runtime,
+    /// Listed without a path: a new one (docker's bridge mode: its
+    /// prestart hook moves the interface into the sandbox process's).
+    New,
+    /// Join this one (`/proc/PID/ns/net`, a bind-mounted netns file).
+    Path(PathBuf),
+}
+
 /// What a container is, as far as the sandbox is concerned.
 #[derive(Clone, Debug)]
 pub struct Container {
@@ -59,6 +71,7 @@ pub struct Container {
     pub ignored_mounts: Vec<String>,
     pub annotations: BTreeMap<String, String>,
     pub hooks: Hooks,
+    pub netns: NetNs,
 }
 
 /// Reads and checks `<bundle>/config.json`.
@@ -231,6 +244,16 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             }
         }
     };
+    let mut netns = NetNs::Runtime;
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+    for n in namespaces.iter().flatten() {
+        if n.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+            netns = match n.path() {
+                Some(p) if !p.as_os_str().is_empty() => NetNs::Path(p.clone()),
+                _ => NetNs::New,
+            };
+        }
+    }
     Ok(Container {
         bundle: bundle.to_path_buf(),
         args,
@@ -253,6 +276,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         hooks,
+        netns,
     })
 }
 

@@ -84,9 +84,39 @@ pub fn loopback() -> Interface {
     }
 }
 
+pub const RTPROT_BOOT: u8 = 3;
+
+/// The container's interface the stack took over (`link`), as the host
+/// had it.
+pub fn ethernet(c: &super::link::LinkConfig) -> Interface {
+    Interface {
+        index: 2,
+        name: c.name.clone(),
+        flags: IFF_UP
+            | IFF_RUNNING
+            | IFF_LOWER_UP
+            | libc::IFF_BROADCAST as u32
+            | libc::IFF_MULTICAST as u32,
+        mtu: c.mtu,
+        kind: ARPHRD_ETHER,
+        mac: c.mac,
+        broadcast: [0xff; 6],
+        txqlen: 1000,
+        addrs: vec![IfAddr {
+            ip: IpAddr::V4(c.ip),
+            prefix: c.prefix,
+            scope: RT_SCOPE_UNIVERSE,
+        }],
+    }
+}
+
 /// The interfaces of the sentry's network stack.
 pub fn interfaces() -> Vec<Interface> {
-    vec![loopback()]
+    let mut v = vec![loopback()];
+    if let Some(c) = super::link::configured() {
+        v.push(ethernet(c));
+    }
+    v
 }
 
 /// The kernel routes Linux derives from the interfaces' addresses: local
@@ -94,6 +124,22 @@ pub fn interfaces() -> Vec<Interface> {
 /// non-loopback interfaces) the subnet in the main table.
 pub fn routes() -> Vec<Route> {
     let mut out = Vec::new();
+    if let Some(c) = super::link::configured() {
+        if let Some(gw) = c.gateway {
+            out.push(Route {
+                dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                dst_len: 0,
+                kind: RTN_UNICAST,
+                scope: RT_SCOPE_UNIVERSE,
+                table: RT_TABLE_MAIN,
+                protocol: RTPROT_BOOT,
+                oif: 2,
+                prefsrc: None,
+                gateway: Some(IpAddr::V4(gw)),
+                priority: None,
+            });
+        }
+    }
     for i in interfaces() {
         for a in &i.addrs {
             match a.ip {

@@ -365,7 +365,7 @@ impl Socket for UdpSocket {
         let a = match (s.bound, s.peer) {
             // Connected: the source address the route chose.
             (Some(b), Some(p)) if b.ip().is_unspecified() => {
-                SocketAddr::new(route(unspecified_of(p)).unwrap_or(b.ip()), b.port())
+                SocketAddr::new(super::source_for(p.ip()).unwrap_or(b.ip()), b.port())
             }
             (Some(b), _) => b,
             (None, _) => unspecified(self.family),
@@ -489,16 +489,6 @@ impl Socket for UdpSocket {
             _ => return Err(Errno::ENOPROTOOPT),
         }
         Ok(())
-    }
-}
-
-/// The unspecified address of `p`'s family (route() turns it into the
-/// loopback address a connected socket sends from).
-fn unspecified_of(p: SocketAddr) -> std::net::IpAddr {
-    if canonical(p.ip()).is_ipv4() {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    } else {
-        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
     }
 }
 
