@@ -437,6 +437,20 @@ mod tests {
         assert!(!c.bind_mounts[0].2, "rw");
         assert_eq!(c.hooks.create_runtime.len(), 1);
         assert_eq!(c.hooks.create_runtime[0].args[0], "libnetwork-setkey");
+        assert_eq!(c.netns, NetNs::Path("/var/run/docker/netns/abc".into()));
+        // docker's bridge mode: a network namespace without a path (the
+        // prestart hook fills it); none listed: the runtime's.
+        let mut nss = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        for n in nss.iter_mut() {
+            if n.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                n.set_path(None);
+            }
+        }
+        spec.linux_mut().as_mut().unwrap().set_namespaces(Some(nss.clone()));
+        assert_eq!(from_spec(&spec, &dir).unwrap().netns, NetNs::New);
+        nss.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+        spec.linux_mut().as_mut().unwrap().set_namespaces(Some(nss));
+        assert_eq!(from_spec(&spec, &dir).unwrap().netns, NetNs::Runtime);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
