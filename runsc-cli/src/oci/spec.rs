@@ -446,7 +446,10 @@ mod tests {
                 n.set_path(None);
             }
         }
-        spec.linux_mut().as_mut().unwrap().set_namespaces(Some(nss.clone()));
+        spec.linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_namespaces(Some(nss.clone()));
         assert_eq!(from_spec(&spec, &dir).unwrap().netns, NetNs::New);
         nss.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
         spec.linux_mut().as_mut().unwrap().set_namespaces(Some(nss));

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 static LINK: std::sync::OnceLock<LinkConfig> = std::sync::OnceLock::new();
@@ -25,6 +26,18 @@ pub(crate) fn set_configured(c: LinkConfig) -> bool {
     LINK.set(c).is_ok()
 }
 
+/// The taken interface's counters for /proc/net/dev: received packets and
+/// bytes (frames for us), sent packets and bytes.
+pub static RX_PACKETS: AtomicU64 = AtomicU64::new(0);
+pub static RX_BYTES: AtomicU64 = AtomicU64::new(0);
+pub static TX_PACKETS: AtomicU64 = AtomicU64::new(0);
+pub static TX_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// (rx packets, rx bytes, tx packets, tx bytes).
+pub fn counters() -> [u64; 4] {
+    [&RX_PACKETS, &RX_BYTES, &TX_PACKETS, &TX_BYTES].map(|c| c.load(Ordering::Relaxed))
+}
+
 /// What the host's interface was, as the netstack now holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkConfig {
@@ -33,6 +46,7 @@ pub struct LinkConfig {
     pub host_index: i32,
     pub mac: [u8; 6],
     pub mtu: u32,
+    pub txqlen: u32,
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
@@ -188,6 +202,8 @@ impl Eth {
         if dst != self.cfg.mac && dst != BROADCAST {
             return None;
         }
+        RX_PACKETS.fetch_add(1, Ordering::Relaxed);
+        RX_BYTES.fetch_add(f.len() as u64, Ordering::Relaxed);
         let ty = u16::from_be_bytes([f[12], f[13]]);
         let p = &f[ETH_HLEN..];
         match ty {
@@ -336,6 +352,8 @@ impl PacketSocket {
 
 impl FrameSink for std::sync::Arc<PacketSocket> {
     fn send(&mut self, frame: &[u8]) {
+        TX_PACKETS.fetch_add(1, Ordering::Relaxed);
+        TX_BYTES.fetch_add(frame.len() as u64, Ordering::Relaxed);
         // A full queue drops the frame, as a NIC would; TCP retransmits.
         // SAFETY: frame is a live buffer of frame.len() bytes.
         unsafe {
@@ -479,6 +497,10 @@ pub fn take_interfaces() -> anyhow::Result<Vec<(LinkConfig, PacketSocket)>> {
         ioctl(fd, libc::SIOCGIFINDEX, &mut r, "SIOCGIFINDEX")?;
         // SAFETY: SIOCGIFINDEX filled the ifindex member.
         let index = unsafe { r.ifr_ifru.ifru_ifindex };
+        let mut r = ifreq(&name);
+        ioctl(fd, libc::SIOCGIFTXQLEN, &mut r, "SIOCGIFTXQLEN")?;
+        // SAFETY: SIOCGIFTXQLEN filled the qlen member (ifru_ivalue).
+        let txqlen = unsafe { r.ifr_ifru.ifru_ifindex } as u32;
         let mut mac = [0u8; 6];
         for (d, s) in mac.iter_mut().zip(hw.sa_data.iter()) {
             *d = *s as u8;
@@ -488,6 +510,7 @@ pub fn take_interfaces() -> anyhow::Result<Vec<(LinkConfig, PacketSocket)>> {
             host_index: index,
             mac,
             mtu,
+            txqlen,
             ip,
             prefix,
             gateway: default_gateway(&name),
@@ -585,6 +608,7 @@ mod tests {
             host_index: 5,
             mac: [2, 0x42, 172, 17, 0, 2],
             mtu: 1500,
+            txqlen: 0,
             ip: Ipv4Addr::new(172, 17, 0, 2),
             prefix: 16,
             gateway: Some(Ipv4Addr::new(172, 17, 0, 1)),

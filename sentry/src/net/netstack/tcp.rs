@@ -961,7 +961,7 @@ impl FileOps for TcpSocket {
         let n = match libc::c_ulong::from(cmd) {
             libc::FIONREAD => self.inq()?,
             libc::TIOCOUTQ => self.outq()?,
-            _ => return Err(Errno::ENOTTY),
+            _ => return crate::net::iface::ioctl(t, cmd, arg).unwrap_or(Err(Errno::ENOTTY)),
         };
         t.mm().write_u32(arg, n.min(i32::MAX as usize) as u32)?;
         Ok(0)
