@@ -520,15 +520,23 @@ pub fn attach(cfg: super::link::LinkConfig, sock: super::link::PacketSocket) -> 
             let mut buf = vec![0u8; 65536 + 64];
             loop {
                 sock.wait();
-                s.with(|n| {
+                let got = s.with(|n| {
                     // A bounded batch, so guests get the lock between.
-                    for _ in 0..64 {
+                    let mut got = 0;
+                    while got < 64 {
                         let Some(k) = sock.recv(&mut buf) else {
                             break;
                         };
                         n.ingress(&buf[..k]);
+                        got += 1;
                     }
+                    got
                 });
+                // Woken with nothing to read (an error was reported, the
+                // interface went away): do not spin.
+                if got == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
         })
         .map_err(|e| anyhow::anyhow!("starting the netstack-rx thread: {e}"))?;
