@@ -35,6 +35,45 @@ struct Dockerd {
     base: PathBuf,
     host: String,
     child: Option<Child>,
+    /// A bridge of our own for docker's bridge network (name, gateway
+    /// address); None when it could not be made (then "bridge": "none").
+    bridge: Option<(String, std::net::Ipv4Addr)>,
+}
+
+/// Makes a bridge of our own (not docker0: other builders on this machine
+/// may run their own dockerd) on a 10.231.N.0/24 no interface here uses.
+fn make_bridge() -> Result<(String, std::net::Ipv4Addr), String> {
+    let name = format!("rsdbr{}", std::process::id());
+    let used = Command::new("ip")
+        .args(["-4", "-o", "addr"])
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    let used = String::from_utf8_lossy(&used.stdout).into_owned();
+    let n = (0..250u32)
+        .map(|k| (std::process::id() + k) % 250 + 1)
+        .find(|n| !used.contains(&format!(" 10.231.{n}.")))
+        .ok_or("no free 10.231.N.0/24")?;
+    let gw = std::net::Ipv4Addr::new(10, 231, n as u8, 1);
+    let _ = Command::new("ip").args(["link", "del", &name]).output();
+    for args in [
+        vec!["link", "add", &name, "type", "bridge"],
+        vec!["addr", "add", &format!("{gw}/24"), "dev", &name],
+        vec!["link", "set", &name, "up"],
+    ] {
+        let o = Command::new("ip")
+            .args(&args)
+            .output()
+            .map_err(|e| format!("ip: {e}"))?;
+        if !o.status.success() {
+            let _ = Command::new("ip").args(["link", "del", &name]).output();
+            return Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+    }
+    Ok((name, gw))
 }
 
 impl Dockerd {
@@ -57,6 +96,13 @@ impl Dockerd {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         let host = format!("unix://{}/docker.sock", base.display());
+        let bridge = match make_bridge() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("no bridge of our own ({e}): bridge networking is not tested");
+                None
+            }
+        };
         let config = serde_json::json!({
             "data-root": base.join("data"),
             "exec-root": base.join("x"),
@@ -66,9 +112,9 @@ impl Dockerd {
             "iptables": false,
             "ip-forward": false,
             "ip-masq": false,
-            // No docker0: other builders on this machine may run their own
-            // dockerd; the containers here use --network none.
-            "bridge": "none",
+            // Not docker0: other builders on this machine may run their
+            // own dockerd. Most containers here use --network none.
+            "bridge": bridge.as_ref().map_or("none", |b| b.0.as_str()),
             "runtimes": { "sandbox": { "path": runsc_bin() } },
         });
         let cfg_path = base.join("daemon.json");
@@ -87,6 +133,7 @@ impl Dockerd {
             base,
             host,
             child: Some(child),
+            bridge,
         };
         let start = Instant::now();
         loop {
@@ -180,6 +227,9 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         let left = self.stop();
+        if let Some((name, _)) = &self.bridge {
+            let _ = Command::new("ip").args(["link", "del", name]).output();
+        }
         // Whatever survived must not outlive the test either.
         for p in &left {
             if let Some(pid) = p.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
@@ -278,6 +328,8 @@ fn busybox_tar(dir: &Path) -> PathBuf {
     )
     .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nu:x:1000:\n").unwrap();
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::write(root.join("www/index.html"), "served from the container\n").unwrap();
     let tar = dir.join("busybox.tar");
     let o = Command::new("tar")
         .args(["--numeric-owner", "-C"])
@@ -616,6 +668,92 @@ fn resources(d: &Dockerd) {
     d.ok(&["version"]);
 }
 
+/// An HTTP/1.0 GET of `/` from `addr`; the body (None: no full answer).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut r = String::new();
+    c.read_to_string(&mut r).ok()?;
+    let (head, body) = r.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_string())
+}
+
+/// `http_get`, retried for a while (the server may still be starting;
+/// docker-proxy accepts before the container does).
+fn http_get_retrying(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match http_get(addr, path) {
+            Some(b) if !b.is_empty() => return Some(b),
+            r if Instant::now() > deadline => return r,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// docker's bridge network under runtime `rt`: a busybox httpd reached
+/// through `-p 127.0.0.1:PORT:8080` (docker-proxy) and at the container's
+/// address, what `ip addr`/`ip route` show inside, and the container
+/// fetching from a server of ours on the bridge's address.
+fn bridge_network(d: &Dockerd, rt: &str, gw: std::net::Ipv4Addr) -> Vec<String> {
+    let mut seen = Vec::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let rt_flag = format!("--runtime={rt}");
+    let id = d
+        .ok(&[
+            "run", "-d", &rt_flag, "-p", &publish, IMAGE, "httpd", "-f", "-p", "8080", "-h", "/www",
+        ])
+        .trim()
+        .to_string();
+    let body = http_get_retrying(([127, 0, 0, 1], port).into(), "/");
+    seen.push(format!("GET through -p: {body:?}"));
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &id]);
+    let ip: std::net::Ipv4Addr = ip.trim().parse().expect("container IP");
+    let body = http_get_retrying((ip, 8080).into(), "/");
+    seen.push(format!("GET at the container's address: {body:?}"));
+    // Inside: the addresses (lines naming the container's address with
+    // it replaced, so runs compare) and routes.
+    let o = d.docker(&["exec", &id, "ip", "addr"], None);
+    let inet: Vec<String> = o
+        .stdout_str()
+        .lines()
+        .filter(|l| l.trim_start().starts_with("inet "))
+        .map(|l| l.trim().replace(&ip.to_string(), "IP"))
+        .collect();
+    seen.push(format!("ip addr: {} {inet:?}", o.code));
+    let o = d.docker(&["exec", &id, "ip", "route"], None);
+    seen.push(format!(
+        "ip route: {} {:?}",
+        o.code,
+        o.stdout_str().replace(&ip.to_string(), "IP")
+    ));
+    // Out: the container fetches from a server of ours on the gateway.
+    let l = std::net::TcpListener::bind((gw, 0)).expect("listening on the bridge");
+    let url = format!("http://{}/f", l.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nfrom host\n");
+        }
+    });
+    let o = d.docker(&["exec", &id, "wget", "-qO-", &url], None);
+    seen.push(format!(
+        "wget from the gateway: {} {:?}",
+        o.code,
+        o.stdout_str()
+    ));
+    let _ = server.join();
+    d.ok(&["rm", "-f", &id]);
+    seen
+}
+
 #[test]
 fn docker_run_with_the_sandbox_runtime() {
     let t0 = Instant::now();
@@ -757,6 +895,20 @@ fn docker_run_with_the_sandbox_runtime() {
     );
 
     resources(&d);
+    // Bridge networking: the sandbox's stack serves the container's eth0.
+    if let Some((_, gw)) = d.bridge {
+        let ours = bridge_network(&d, "sandbox", gw);
+        let runc = bridge_network(&d, "runc", gw);
+        assert_eq!(ours, runc, "bridge network: sandbox (left) vs runc (right)");
+        assert_eq!(
+            ours[0], "GET through -p: Some(\"served from the container\\n\")",
+            "{ours:?}"
+        );
+        assert!(ours[2].contains("scope global eth0"), "{ours:?}");
+        assert_eq!(ours[4], "wget from the gateway: 0 \"from host\\n\"");
+    } else {
+        eprintln!("!!!!!!!! bridge networking NOT tested: no bridge could be made");
+    }
 
     let mut d = d;
     let left = d.stop();

@@ -931,3 +931,193 @@ fn cgroup_resources_update_events_and_delete() {
         b.stderr_of("c2")
     );
 }
+
+/// A network namespace of our own with a veth pair (host side
+/// 10.235.N.1/24, namespace side 10.235.N.2/24 + a default route), as a
+/// CNI plugin or docker would prepare one; removed on drop.
+struct NetNsFixture {
+    name: String,
+    host_if: String,
+    host_ip: std::net::Ipv4Addr,
+    ns_ip: std::net::Ipv4Addr,
+}
+
+impl NetNsFixture {
+    fn new(tag: &str) -> Option<NetNsFixture> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/sbin/ip").exists() {
+            eprintln!("!!!!!!!! skipping: network namespaces need root and iproute2");
+            return None;
+        }
+        let id = std::process::id();
+        let n = (id % 250 + 1) as u8;
+        let f = NetNsFixture {
+            name: format!("rs{tag}{id}"),
+            host_if: format!("rs{tag}{id}h"),
+            host_ip: std::net::Ipv4Addr::new(10, 235, n, 1),
+            ns_ip: std::net::Ipv4Addr::new(10, 235, n, 2),
+        };
+        let peer = format!("rs{tag}{id}c");
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {}: {o:?}", args.join(" "));
+        };
+        ip(&["netns", "add", &f.name]);
+        ip(&[
+            "link", "add", &f.host_if, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &f.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", f.host_ip),
+            "dev",
+            &f.host_if,
+        ]);
+        ip(&["link", "set", &f.host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &f.name, "ip"];
+            a.extend(args);
+            ip(&a);
+        };
+        inside(&["addr", "add", &format!("{}/24", f.ns_ip), "dev", &peer]);
+        inside(&["link", "set", &peer, "up"]);
+        inside(&["route", "add", "default", "via", &f.host_ip.to_string()]);
+        Some(f)
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    /// `ip -4 -br addr` inside the namespace (what the host kernel holds).
+    fn host_view(&self) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name, "ip", "-4", "-o", "addr"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for NetNsFixture {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// config.json's network namespace path is joined, and at start the
+/// sentry's stack takes over its interface: the host's address moves into
+/// the sandbox, a server inside answers on it, the guest reaches the host
+/// side, and `ip addr` shows it. Without CAP_NET_RAW the start fails and
+/// says why, leaving the interface as it was.
+#[test]
+fn network_namespace_interface_is_taken_over() {
+    let Some(ns) = NetNsFixture::new("n") else {
+        return;
+    };
+    let b = Bundle::new("netns");
+    let host = std::net::TcpListener::bind((ns.host_ip, 0)).unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut c, _)) = host.accept() {
+            let mut buf = [0u8; 256];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhost\n");
+        }
+    });
+    let script = format!(
+        "mkdir -p /tmp/www && echo inside > /tmp/www/index.html && \
+         ip -4 addr | grep inet; ip route; \
+         wget -qO- http://{}:{host_port}/; echo fetched; \
+         exec httpd -f -p 8080 -h /tmp/www",
+        ns.host_ip
+    );
+    let path = ns.path();
+    b.set_script(&script, |c| {
+        c["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "network", "path": path}, {"type": "mount"}
+        ]);
+        c["root"]["readonly"] = Value::Bool(false);
+    });
+    assert_eq!(b.create("n1", &[]), 0, "create: {}", b.stderr_of("n1"));
+    // Until start, the host keeps the address.
+    assert!(ns.host_view().contains(&ns.ns_ip.to_string()));
+    assert_code(&b.runsc(&["start", "n1"]), 0, "start");
+    b.await_stdout("n1", "fetched");
+    let _ = server.join();
+    let out = b.stdout_of("n1");
+    assert!(
+        out.contains(&format!("inet {}/24 brd", ns.ns_ip)) && out.contains("scope global"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("default via {}", ns.host_ip)),
+        "{out}"
+    );
+    assert!(out.contains("host\nfetched"), "{out}");
+    assert!(
+        !ns.host_view().contains(&ns.ns_ip.to_string()),
+        "the host still holds the address: {}",
+        ns.host_view()
+    );
+    // From the host to the server in the sandbox.
+    let deadline = Instant::now() + TIMEOUT;
+    let body = loop {
+        use std::io::{Read, Write};
+        let got = std::net::TcpStream::connect((ns.ns_ip, 8080)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match got {
+            Ok(s) if s.ends_with("inside\n") => break s,
+            r => assert!(Instant::now() < deadline, "GET: {r:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert_code(&b.runsc(&["kill", "n1", "KILL"]), 0, "kill");
+    let _ = b.runsc(&["delete", "--force", "n1"]);
+    drop(ns);
+
+    // Without CAP_NET_RAW: a clear error at start; the address stays.
+    let Some(ns) = NetNsFixture::new("e") else {
+        return;
+    };
+    let path = ns.path();
+    b.set_script("echo never", |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": path}]);
+    });
+    let setpriv = |args: &[&str], out: Stdio, err: Stdio| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--bounding-set", "-net_raw"])
+            .arg(runsc_bin())
+            .arg("--root")
+            .arg(b.state_root())
+            .args(args);
+        run_bounded(cmd, out, err)
+    };
+    b.ids.borrow_mut().push("n2".into());
+    // The sandbox keeps create's stdio: files, not pipes to drain.
+    let out = std::fs::File::create(b.out_path("n2")).unwrap();
+    let err = std::fs::File::create(b.err_path("n2")).unwrap();
+    let o = setpriv(
+        &["create", "--bundle", &b.dir(), "n2"],
+        out.into(),
+        err.into(),
+    );
+    assert_eq!(o.code, 0, "create: {}", b.stderr_of("n2"));
+    let o = setpriv(&["start", "n2"], Stdio::piped(), Stdio::piped());
+    assert_fails_with(&o, "AF_PACKET", "start without CAP_NET_RAW");
+    assert!(o.stderr_str().contains("CAP_NET_RAW"), "{o:?}");
+    assert!(ns.host_view().contains(&ns.ns_ip.to_string()));
+}

@@ -576,6 +576,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         rlimits: Vec::new(),
         tmpfs_mounts: Vec::new(),
         network: d.network.into(),
+        take_interfaces: false,
         file_mounts: Vec::new(),
         cpus: None,
         memory_limit: None,

@@ -47,6 +47,10 @@ pub struct BootConfig {
     pub tmpfs_mounts: Vec<String>,
     /// How inet sockets reach the network (`--network`).
     pub network: crate::net::NetworkMode,
+    /// At start, take over the network interface of the network namespace
+    /// the sandbox process is in (`net::take_interfaces`): an OCI
+    /// container with its own network namespace in sandbox mode.
+    pub take_interfaces: bool,
     /// Single files mounted over guest paths, as in-memory copies.
     pub file_mounts: Vec<FileMount>,
     /// CPUs the guest sees (nproc, sched_getaffinity, /proc/cpuinfo,
@@ -155,6 +159,7 @@ pub struct Sandbox {
     kernel: Arc<Kernel>,
     start: Mutex<Option<mpsc::Sender<()>>>,
     started: AtomicBool,
+    take_interfaces: bool,
 }
 
 /// One guest process, for `runsc ps`.
@@ -171,12 +176,19 @@ pub struct ProcessInfo {
 impl Sandbox {
     /// Lets PID 1 run; signals sent to this host process now reach it.
     pub fn start(&self) -> anyhow::Result<()> {
-        let tx = self
-            .start
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut slot = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            bail!("the sandbox was already started");
+        }
+        // The network is set up by now (docker's prestart hook moved the
+        // interface into our namespace after create).
+        if self.take_interfaces {
+            crate::net::take_interfaces().context("taking over the network interface")?;
+        }
+        let tx = slot
             .take()
             .ok_or_else(|| anyhow::anyhow!("the sandbox was already started"))?;
+        drop(slot);
         tx.send(())
             .map_err(|_| anyhow::anyhow!("init task died before starting"))?;
         self.started.store(true, Ordering::SeqCst);
@@ -524,6 +536,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         let _ = GUEST_MEMORY.set(m);
     }
     crate::net::set_network_mode(cfg.network);
+    let cfg_take_interfaces = cfg.take_interfaces;
     let mf = Arc::new(MemoryFile::new()?);
     // tmpfs pages shared with MAP_SHARED mappings must live in the memory
     // file the platform maps.
@@ -697,6 +710,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         kernel,
         start: Mutex::new(Some(start_tx)),
         started: AtomicBool::new(false),
+        take_interfaces: cfg_take_interfaces,
     })
 }
 

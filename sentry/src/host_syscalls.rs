@@ -14,7 +14,7 @@ pub const HOST_SYSCALLS: &[(&str, &str)] = &[
     ("lseek", "memory file SEEK_DATA/SEEK_HOLE on fork"),
     (
         "ioctl",
-        "terminal ioctls on host stdio (TCGETS, TIOCGWINSZ, ...); on hostinet sockets FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK and the SIOCGIF* interface queries (SIOCGIFCONF, ADDR, FLAGS, INDEX, NAME, NETMASK, MTU, HWADDR, BRDADDR, DSTADDR, METRIC, TXQLEN)",
+        "terminal ioctls on host stdio (TCGETS, TIOCGWINSZ, ...); on hostinet sockets FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK and the SIOCGIF* interface queries (SIOCGIFCONF, ADDR, FLAGS, INDEX, NAME, NETMASK, MTU, HWADDR, BRDADDR, DSTADDR, METRIC, TXQLEN); at start, taking over the container's interface: SIOCGIFFLAGS/HWADDR/ADDR/NETMASK/MTU/INDEX and SIOCSIFADDR 0.0.0.0 (removing the host's address)",
     ),
     ("ppoll", "blocking on wait queues (eventfd) and host fds"),
     ("poll", "readiness of host fds"),
@@ -43,9 +43,21 @@ pub const HOST_SYSCALLS: &[(&str, &str)] = &[
     ),
     (
         "socket",
-        "hostinet (--network=host): AF_INET/AF_INET6 TCP, UDP, ICMP sockets, non-blocking",
+        "hostinet (--network=host): AF_INET/AF_INET6 TCP, UDP, ICMP sockets, non-blocking; at start, for the container's interface (net/link.rs): one AF_INET datagram socket for its SIOCGIF*/SIOCSIFADDR ioctls and one AF_PACKET SOCK_RAW socket per taken interface",
     ),
-    ("bind", "hostinet"),
+    ("bind", "hostinet; the packet socket to its interface"),
+    (
+        "sendto",
+        "frames out the taken-over interface (AF_PACKET, MSG_DONTWAIT)",
+    ),
+    (
+        "recvfrom",
+        "frames from the taken-over interface (AF_PACKET, MSG_DONTWAIT)",
+    ),
+    (
+        "openat",
+        "at start only: /proc/self/net/dev and /proc/self/net/route of the sandbox's network namespace",
+    ),
     ("listen", "hostinet"),
     ("connect", "hostinet (non-blocking; completion waited with ppoll)"),
     ("accept4", "hostinet (SOCK_NONBLOCK|SOCK_CLOEXEC)"),

@@ -283,6 +283,8 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
     let dir = ContainerDir::new(&g.root, id)?;
     let prepared = (|| -> anyhow::Result<Arc<sentry::Sandbox>> {
         let c = spec::load(bundle)?;
+        // First, on this (the only) thread: see `netns`.
+        let take_interfaces = super::netns::enter(&c.netns, g.network_mode())?;
         for m in &c.ignored_mounts {
             tracing::warn!(
                 "mount at {m}: bind mounts of sockets and devices are not supported; ignored"
@@ -319,6 +321,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             rlimits: c.rlimits.clone(),
             tmpfs_mounts: c.tmpfs_mounts.clone(),
             network: g.network_mode(),
+            take_interfaces,
             file_mounts,
             cpus: c.guest_cpus(),
             memory_limit: c.memory_limit(),

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod commands;
 pub mod control;
+pub mod netns;
 pub mod signal;
 pub mod spec;
 pub mod state;

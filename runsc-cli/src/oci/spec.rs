@@ -31,6 +31,18 @@ pub struct Hooks {
     pub poststop: Vec<Hook>,
 }
 
+/// The network namespace config.json asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetNs {
+    /// None listed: the runtime's own.
+    Runtime,
+    /// Listed without a path: a new one (docker's bridge mode: its
+    /// prestart hook moves the interface into the sandbox process's).
+    New,
+    /// Join this one (`/proc/PID/ns/net`, a bind-mounted netns file).
+    Path(PathBuf),
+}
+
 /// What a container is, as far as the sandbox is concerned.
 #[derive(Clone, Debug)]
 pub struct Container {
@@ -63,6 +75,7 @@ pub struct Container {
     pub cgroups_path: Option<String>,
     /// linux.resources.
     pub resources: Option<oci_spec::runtime::LinuxResources>,
+    pub netns: NetNs,
 }
 
 impl Container {
@@ -278,6 +291,16 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             }
         }
     };
+    let mut netns = NetNs::Runtime;
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+    for n in namespaces.iter().flatten() {
+        if n.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+            netns = match n.path() {
+                Some(p) if !p.as_os_str().is_empty() => NetNs::Path(p.clone()),
+                _ => NetNs::New,
+            };
+        }
+    }
     Ok(Container {
         bundle: bundle.to_path_buf(),
         args,
@@ -307,6 +330,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             .map(|p| p.to_string_lossy().into_owned())
             .filter(|p| !p.is_empty()),
         resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
+        netns,
     })
 }
 
@@ -467,6 +491,23 @@ mod tests {
         assert!(!c.bind_mounts[0].2, "rw");
         assert_eq!(c.hooks.create_runtime.len(), 1);
         assert_eq!(c.hooks.create_runtime[0].args[0], "libnetwork-setkey");
+        assert_eq!(c.netns, NetNs::Path("/var/run/docker/netns/abc".into()));
+        // docker's bridge mode: a network namespace without a path (the
+        // prestart hook fills it); none listed: the runtime's.
+        let mut nss = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        for n in nss.iter_mut() {
+            if n.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                n.set_path(None);
+            }
+        }
+        spec.linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_namespaces(Some(nss.clone()));
+        assert_eq!(from_spec(&spec, &dir).unwrap().netns, NetNs::New);
+        nss.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+        spec.linux_mut().as_mut().unwrap().set_namespaces(Some(nss));
+        assert_eq!(from_spec(&spec, &dir).unwrap().netns, NetNs::Runtime);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

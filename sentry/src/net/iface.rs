@@ -84,9 +84,39 @@ pub fn loopback() -> Interface {
     }
 }
 
+pub const RTPROT_BOOT: u8 = 3;
+
+/// The container's interface the stack took over (`link`), as the host
+/// had it.
+pub fn ethernet(c: &super::link::LinkConfig) -> Interface {
+    Interface {
+        index: 2,
+        name: c.name.clone(),
+        flags: IFF_UP
+            | IFF_RUNNING
+            | IFF_LOWER_UP
+            | libc::IFF_BROADCAST as u32
+            | libc::IFF_MULTICAST as u32,
+        mtu: c.mtu,
+        kind: ARPHRD_ETHER,
+        mac: c.mac,
+        broadcast: [0xff; 6],
+        txqlen: c.txqlen,
+        addrs: vec![IfAddr {
+            ip: IpAddr::V4(c.ip),
+            prefix: c.prefix,
+            scope: RT_SCOPE_UNIVERSE,
+        }],
+    }
+}
+
 /// The interfaces of the sentry's network stack.
 pub fn interfaces() -> Vec<Interface> {
-    vec![loopback()]
+    let mut v = vec![loopback()];
+    if let Some(c) = super::link::configured() {
+        v.push(ethernet(c));
+    }
+    v
 }
 
 /// The kernel routes Linux derives from the interfaces' addresses: local
@@ -94,6 +124,22 @@ pub fn interfaces() -> Vec<Interface> {
 /// non-loopback interfaces) the subnet in the main table.
 pub fn routes() -> Vec<Route> {
     let mut out = Vec::new();
+    if let Some(c) = super::link::configured() {
+        if let Some(gw) = c.gateway {
+            out.push(Route {
+                dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                dst_len: 0,
+                kind: RTN_UNICAST,
+                scope: RT_SCOPE_UNIVERSE,
+                table: RT_TABLE_MAIN,
+                protocol: RTPROT_BOOT,
+                oif: 2,
+                prefsrc: None,
+                gateway: Some(IpAddr::V4(gw)),
+                priority: None,
+            });
+        }
+    }
     for i in interfaces() {
         for a in &i.addrs {
             match a.ip {
@@ -160,4 +206,147 @@ pub fn routes() -> Vec<Route> {
         }
     }
     out
+}
+
+/// struct ifreq: 16 bytes of name, then a 24-byte union.
+const IFREQ_SIZE: usize = 40;
+/// struct ifconf on x86-64: int length, padding, pointer.
+const IFCONF_SIZE: usize = 16;
+
+fn sockaddr_in(ip: Ipv4Addr) -> [u8; 16] {
+    let mut sa = [0u8; 16];
+    sa[0..2].copy_from_slice(&(libc::AF_INET as u16).to_le_bytes());
+    sa[4..8].copy_from_slice(&ip.octets());
+    sa
+}
+
+fn first_v4(i: &Interface) -> Option<&IfAddr> {
+    i.addrs.iter().find(|a| a.ip.is_ipv4())
+}
+
+fn mask(prefix: u8) -> Ipv4Addr {
+    Ipv4Addr::from(if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix as u32)
+    })
+}
+
+/// The SIOCGIF* interface queries on a socket of the sentry's stack
+/// (what ifconfig and busybox ip ask), answered from `interfaces()`.
+/// None: not an interface query.
+pub fn ioctl(
+    t: &crate::kernel::task::Task,
+    cmd: u32,
+    arg: u64,
+) -> Option<crate::errno::KResult<u64>> {
+    use crate::errno::Errno;
+    const SIOCGIFNAME: u32 = 0x8910;
+    const SIOCGIFCONF: u32 = 0x8912;
+    const SIOCGIFFLAGS: u32 = 0x8913;
+    const SIOCGIFADDR: u32 = 0x8915;
+    const SIOCGIFBRDADDR: u32 = 0x8919;
+    const SIOCGIFNETMASK: u32 = 0x891b;
+    const SIOCGIFMETRIC: u32 = 0x891d;
+    const SIOCGIFMTU: u32 = 0x8921;
+    const SIOCGIFHWADDR: u32 = 0x8927;
+    const SIOCGIFINDEX: u32 = 0x8933;
+    const SIOCGIFTXQLEN: u32 = 0x8942;
+    if !matches!(
+        cmd,
+        SIOCGIFNAME
+            | SIOCGIFCONF
+            | SIOCGIFFLAGS
+            | SIOCGIFADDR
+            | SIOCGIFBRDADDR
+            | SIOCGIFNETMASK
+            | SIOCGIFMETRIC
+            | SIOCGIFMTU
+            | SIOCGIFHWADDR
+            | SIOCGIFINDEX
+            | SIOCGIFTXQLEN
+    ) {
+        return None;
+    }
+    let ifs = interfaces();
+    let r = (|| {
+        if cmd == SIOCGIFCONF {
+            let mut conf = [0u8; IFCONF_SIZE];
+            t.mm().copy_in(arg, &mut conf)?;
+            let len = i32::from_le_bytes([conf[0], conf[1], conf[2], conf[3]]);
+            let mut p = [0u8; 8];
+            p.copy_from_slice(&conf[8..16]);
+            let ubuf = u64::from_le_bytes(p);
+            if len < 0 {
+                return Err(Errno::EINVAL);
+            }
+            let mut out = Vec::new();
+            for i in &ifs {
+                if let Some(a) = first_v4(i) {
+                    let mut r = [0u8; IFREQ_SIZE];
+                    let n = i.name.as_bytes();
+                    r[..n.len().min(15)].copy_from_slice(&n[..n.len().min(15)]);
+                    if let IpAddr::V4(v4) = a.ip {
+                        r[16..32].copy_from_slice(&sockaddr_in(v4));
+                    }
+                    out.push(r);
+                }
+            }
+            let n = if ubuf == 0 {
+                out.len() * IFREQ_SIZE
+            } else {
+                let fit = (len as usize / IFREQ_SIZE).min(out.len());
+                let bytes: Vec<u8> = out[..fit].iter().flatten().copied().collect();
+                t.mm().copy_out(ubuf, &bytes)?;
+                bytes.len()
+            };
+            t.mm().write_u32(arg, n as u32)?;
+            return Ok(0);
+        }
+        let mut req = [0u8; IFREQ_SIZE];
+        t.mm().copy_in(arg, &mut req)?;
+        if cmd == SIOCGIFNAME {
+            let idx = u32::from_le_bytes([req[16], req[17], req[18], req[19]]);
+            let i = ifs.iter().find(|i| i.index == idx).ok_or(Errno::ENODEV)?;
+            let mut name = [0u8; 16];
+            let n = i.name.as_bytes();
+            name[..n.len().min(15)].copy_from_slice(&n[..n.len().min(15)]);
+            t.mm().copy_out(arg, &name)?;
+            return Ok(0);
+        }
+        let name: Vec<u8> = req[..16].iter().copied().take_while(|&c| c != 0).collect();
+        let i = ifs
+            .iter()
+            .find(|i| i.name.as_bytes() == &name[..])
+            .ok_or(Errno::ENODEV)?;
+        let mut u = [0u8; 24];
+        match cmd {
+            SIOCGIFFLAGS => u[0..2].copy_from_slice(&(i.flags as u16).to_le_bytes()),
+            SIOCGIFADDR | SIOCGIFNETMASK | SIOCGIFBRDADDR => {
+                let a = first_v4(i).ok_or(Errno::EADDRNOTAVAIL)?;
+                let IpAddr::V4(ip) = a.ip else {
+                    return Err(Errno::EADDRNOTAVAIL);
+                };
+                let v = match cmd {
+                    SIOCGIFADDR => ip,
+                    SIOCGIFNETMASK => mask(a.prefix),
+                    _ if i.flags & IFF_LOOPBACK != 0 => Ipv4Addr::UNSPECIFIED,
+                    _ => Ipv4Addr::from(u32::from(ip) | !u32::from(mask(a.prefix))),
+                };
+                u[..16].copy_from_slice(&sockaddr_in(v));
+            }
+            SIOCGIFMETRIC => {}
+            SIOCGIFMTU => u[0..4].copy_from_slice(&i.mtu.to_le_bytes()),
+            SIOCGIFHWADDR => {
+                u[0..2].copy_from_slice(&i.kind.to_le_bytes());
+                u[2..8].copy_from_slice(&i.mac);
+            }
+            SIOCGIFINDEX => u[0..4].copy_from_slice(&i.index.to_le_bytes()),
+            SIOCGIFTXQLEN => u[0..4].copy_from_slice(&i.txqlen.to_le_bytes()),
+            _ => return Err(Errno::ENOTTY),
+        }
+        t.mm().copy_out(arg + 16, &u)?;
+        Ok(0)
+    })();
+    Some(r)
 }

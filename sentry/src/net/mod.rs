@@ -8,6 +8,7 @@
 pub mod hostinet;
 pub mod iface;
 pub mod inet;
+pub mod link;
 pub mod netlink;
 pub mod netstack;
 pub mod socket;
@@ -38,6 +39,17 @@ pub fn set_network_mode(m: NetworkMode) {
 
 pub fn network_mode() -> NetworkMode {
     *MODE.get().unwrap_or(&NetworkMode::Sandbox)
+}
+
+/// Takes over the network interface of the sandbox's network namespace
+/// for the sentry's stack (`link`): at start, before the guest runs. No
+/// interface (a namespace with loopback only) is fine; one that cannot be
+/// taken is an error naming what failed.
+pub fn take_interfaces() -> anyhow::Result<()> {
+    for (cfg, sock) in link::take_interfaces()? {
+        netstack::attach(cfg, sock)?;
+    }
+    Ok(())
 }
 
 /// socket(2) after the flags were split off `ty`.

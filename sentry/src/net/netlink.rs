@@ -51,6 +51,7 @@ const IFLA_GROUP: u16 = 27;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_LABEL: u16 = 3;
+const IFA_BROADCAST: u16 = 4;
 const IFA_CACHEINFO: u16 = 6;
 const IFA_FLAGS: u16 = 8;
 const IFA_F_PERMANENT: u32 = 0x80;
@@ -186,8 +187,19 @@ fn addr_msgs(i: &Interface, family: u8, flags: u16, seq: u32, pid: u32) -> Vec<V
         ifa[4..8].copy_from_slice(&i.index.to_le_bytes());
         m.bytes(&ifa).attr(IFA_ADDRESS, &ip_bytes(&a.ip));
         if fam == libc::AF_INET as u8 {
-            m.attr(IFA_LOCAL, &ip_bytes(&a.ip))
-                .attr_str(IFA_LABEL, &i.name);
+            m.attr(IFA_LOCAL, &ip_bytes(&a.ip));
+            if let (IpAddr::V4(v4), true) = (a.ip, i.kind == super::iface::ARPHRD_ETHER) {
+                if a.prefix < 31 {
+                    let mask = if a.prefix == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - a.prefix as u32)
+                    };
+                    let b = std::net::Ipv4Addr::from(u32::from(v4) | !mask);
+                    m.attr(IFA_BROADCAST, &b.octets());
+                }
+            }
+            m.attr_str(IFA_LABEL, &i.name);
         }
         // ifa_cacheinfo: preferred and valid "forever", created/updated 0.
         let mut ci = [0u8; 16];
@@ -217,7 +229,10 @@ fn route_msg(r: &Route, flags: u16, seq: u32, pid: u32) -> Vec<u8> {
     ];
     m.bytes(&rt)
         .attr(RTA_TABLE, &(r.table as u32).to_le_bytes());
-    m.attr(RTA_DST, &ip_bytes(&r.dst));
+    // A default route carries no destination, as Linux sends it.
+    if r.dst_len != 0 {
+        m.attr(RTA_DST, &ip_bytes(&r.dst));
+    }
     if let Some(p) = r.priority {
         m.attr(RTA_PRIORITY, &p.to_le_bytes());
     }

@@ -52,6 +52,28 @@ fn if_inet6() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// /proc/net/dev: per-interface counters (the taken-over interface's
+/// frames; loopback's are not counted).
+fn dev() -> Vec<u8> {
+    let mut s = String::from(
+        "Inter-|   Receive                                                |  Transmit\n \
+         face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
+    );
+    for i in iface::interfaces() {
+        let [rp, rb, tp, tb] = if i.flags & IFF_LOOPBACK != 0 {
+            [0; 4]
+        } else {
+            crate::net::link::counters()
+        };
+        let _ = writeln!(
+            s,
+            "{:>6}:{rb:>8} {rp:>7}    0    0    0     0          0         0 {tb:>8} {tp:>7}    0    0    0     0       0          0",
+            i.name
+        );
+    }
+    s.into_bytes()
+}
+
 /// /proc/net/route: the IPv4 main table (little-endian hex, as Linux).
 fn route() -> Vec<u8> {
     let mut s = String::from(
@@ -97,12 +119,17 @@ pub(super) fn new_net(fs: &Arc<ProcFs>) -> Arc<Node> {
     let f1 = fs.clone();
     let f2 = fs.clone();
     let f3 = fs.clone();
+    let f4 = fs.clone();
     dir(
         fs,
         "net",
         0o555,
         &Owner::Kernel,
         Table::new(vec![
+            (
+                "dev",
+                Box::new(move || file(&f4, "net/dev", &Owner::Kernel, |_| Ok(dev()))),
+            ),
             (
                 "if_inet6",
                 Box::new(move || file(&f1, "net/if_inet6", &Owner::Kernel, |_| Ok(if_inet6()))),

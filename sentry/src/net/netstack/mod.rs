@@ -98,13 +98,33 @@ pub fn next_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The loopback device: what the interface transmits, it receives.
+/// The stack's device: a loopback queue (what the interface transmits to
+/// one of our own addresses, it receives), plus, once the container's
+/// interface was taken over, its Ethernet layer: packets to other
+/// addresses leave through it, and frames arriving on it join the queue.
 struct Loopback {
     queue: VecDeque<Vec<u8>>,
+    eth: Option<super::link::Eth>,
+}
+
+impl Loopback {
+    /// Where an emitted packet goes: back in (ours) or out the interface.
+    fn deliver(&mut self, p: Vec<u8>) {
+        if let Some(eth) = &mut self.eth {
+            if p.len() >= 20 && p[0] >> 4 == 4 {
+                let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                if eth.is_remote(dst) {
+                    eth.output(p);
+                    return;
+                }
+            }
+        }
+        self.queue.push_back(p);
+    }
 }
 
 struct RxToken(Vec<u8>);
-struct TxToken<'a>(&'a mut VecDeque<Vec<u8>>);
+struct TxToken<'a>(&'a mut Loopback);
 
 impl smoltcp::phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -116,7 +136,7 @@ impl smoltcp::phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut b = vec![0u8; len];
         let r = f(&mut b);
-        self.0.push_back(b);
+        self.0.deliver(b);
         r
     }
 }
@@ -130,18 +150,21 @@ impl Device for Loopback {
         _now: smoltcp::time::Instant,
     ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let p = self.queue.pop_front()?;
-        Some((RxToken(p), TxToken(&mut self.queue)))
+        Some((RxToken(p), TxToken(self)))
     }
 
     fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
-        Some(TxToken(&mut self.queue))
+        Some(TxToken(self))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut c = DeviceCapabilities::default();
         c.medium = Medium::Ip;
         c.max_transmission_unit = MTU;
-        // Packets never leave memory: checksums would only cost time.
+        // Packets on loopback never leave memory: checksums would only
+        // cost time. Ones leaving through the interface get theirs in
+        // `link::Eth`; received ones were checked by the host kernel
+        // (and may carry partial checksums from offload).
         c.checksum = ChecksumCapabilities::ignored();
         c
     }
@@ -218,7 +241,7 @@ struct Watch {
 /// `embryos`, the accept queue. Unlike Linux, connections beyond the
 /// backlog are queued rather than left to retry their SYN.
 struct Listener {
-    ep: IpListenEndpoint,
+    eps: Vec<IpListenEndpoint>,
     backlog: usize,
     pool: Vec<SocketHandle>,
     embryos: VecDeque<SocketHandle>,
@@ -282,6 +305,7 @@ impl Stack {
     fn new() -> Stack {
         let mut dev = Loopback {
             queue: VecDeque::new(),
+            eth: None,
         };
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = random_seed();
@@ -407,8 +431,10 @@ pub fn from_endpoint(e: IpEndpoint) -> SocketAddr {
 }
 
 /// The address a destination really is: the unspecified address means
-/// this host (as on Linux), v4-mapped means IPv4; only our loopback
-/// addresses are reachable (ENETUNREACH otherwise).
+/// this host (as on Linux), v4-mapped means IPv4. Reachable are our
+/// loopback addresses and, once the container's interface was taken
+/// over, IPv4 addresses on its subnet or (with a default route) any
+/// (ENETUNREACH otherwise).
 pub fn route(ip: IpAddr) -> KResult<IpAddr> {
     let ip = canonical(ip);
     match ip {
@@ -418,23 +444,43 @@ pub fn route(ip: IpAddr) -> KResult<IpAddr> {
         IpAddr::V6(v6) if v6.is_unspecified() || v6 == Ipv6Addr::LOCALHOST => {
             Ok(IpAddr::V6(Ipv6Addr::LOCALHOST))
         }
+        IpAddr::V4(v4) if !v4.is_loopback() => match super::link::configured() {
+            Some(c) if v4 == c.ip || c.in_subnet(v4) || c.gateway.is_some() => Ok(ip),
+            _ => Err(Errno::ENETUNREACH),
+        },
         _ => Err(Errno::ENETUNREACH),
+    }
+}
+
+/// The source address a socket not bound to one sends to `dst` from.
+pub fn source_for(dst: IpAddr) -> Option<IpAddr> {
+    match route(dst).ok()? {
+        IpAddr::V4(v4) if !v4.is_loopback() => super::link::configured().map(|c| IpAddr::V4(c.ip)),
+        IpAddr::V4(_) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        IpAddr::V6(_) => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
     }
 }
 
 /// Whether `ip` may be bound here: unspecified or one of our addresses.
 pub fn bindable(ip: IpAddr) -> bool {
     let ip = canonical(ip);
-    ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == Ipv6Addr::LOCALHOST
+    ip.is_unspecified()
+        || ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+        || ip == Ipv6Addr::LOCALHOST
+        || super::link::configured().is_some_and(|c| ip == IpAddr::V4(c.ip))
 }
 
-/// The smoltcp endpoint a socket bound to `ip` receives on. Our only
-/// addresses are 127.0.0.1 and ::1, so "any" of one family is that
-/// family's loopback address, and a dual-stack "::" is both.
+/// The smoltcp endpoint a UDP socket bound to `ip` receives on. With
+/// loopback only, "any" of one family is that family's loopback address,
+/// and a dual-stack "::" is both; with the container's interface, IPv4
+/// "any" is any address (smoltcp's endpoints name one address or all).
 pub fn listen_addr(ip: IpAddr, v6only: bool) -> Option<IpAddress> {
     let ip = canonical(ip);
     match ip {
-        IpAddr::V4(v4) if v4.is_unspecified() => Some(IpAddress::v4(127, 0, 0, 1)),
+        IpAddr::V4(v4) if v4.is_unspecified() => match super::link::configured() {
+            Some(_) => None,
+            None => Some(IpAddress::v4(127, 0, 0, 1)),
+        },
         IpAddr::V6(v6) if v6.is_unspecified() => {
             v6only.then_some(IpAddress::Ipv6(Ipv6Addr::LOCALHOST))
         }
@@ -442,7 +488,92 @@ pub fn listen_addr(ip: IpAddr, v6only: bool) -> Option<IpAddress> {
     }
 }
 
+/// The smoltcp endpoints a TCP listener bound to `ip` listens on: IPv4
+/// "any" is each of our IPv4 addresses, so it never takes IPv6
+/// connections.
+pub fn listen_addrs(ip: IpAddr, v6only: bool) -> Vec<Option<IpAddress>> {
+    match canonical(ip) {
+        IpAddr::V4(v4) if v4.is_unspecified() => {
+            let mut v = vec![Some(IpAddress::v4(127, 0, 0, 1))];
+            if let Some(c) = super::link::configured() {
+                v.push(Some(IpAddress::Ipv4(c.ip)));
+            }
+            v
+        }
+        _ => vec![listen_addr(ip, v6only)],
+    }
+}
+
+/// Gives the stack the container's interface (`link::take_interfaces`):
+/// its address (first, so it is the source for off-link destinations),
+/// the default route, and a thread that feeds it the frames arriving.
+pub fn attach(cfg: super::link::LinkConfig, sock: super::link::PacketSocket) -> anyhow::Result<()> {
+    if !super::link::set_configured(cfg.clone()) {
+        anyhow::bail!("only one network interface is supported");
+    }
+    let sock = Arc::new(sock);
+    let s = stack();
+    s.with(|n| n.attach_eth(cfg.clone(), Box::new(sock.clone())));
+    std::thread::Builder::new()
+        .name("netstack-rx".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 65536 + 64];
+            loop {
+                sock.wait();
+                let got = s.with(|n| {
+                    // A bounded batch, so guests get the lock between.
+                    let mut got = 0;
+                    while got < 64 {
+                        let Some(k) = sock.recv(&mut buf) else {
+                            break;
+                        };
+                        n.ingress(&buf[..k]);
+                        got += 1;
+                    }
+                    got
+                });
+                // Woken with nothing to read (an error was reported, the
+                // interface went away): do not spin.
+                if got == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("starting the netstack-rx thread: {e}"))?;
+    Ok(())
+}
+
 impl Inner {
+    /// Adds the interface's address (first, so it is the source for
+    /// off-link destinations), its default route, and its Ethernet layer.
+    fn attach_eth(&mut self, cfg: super::link::LinkConfig, sink: Box<dyn super::link::FrameSink>) {
+        let ip = IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix);
+        self.iface.update_ip_addrs(|a| {
+            let old: Vec<IpCidr> = a.iter().copied().collect();
+            a.clear();
+            let _ = a.push(ip);
+            for c in old {
+                let _ = a.push(c);
+            }
+        });
+        if let Some(gw) = cfg.gateway {
+            let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        let mut eth = super::link::Eth::new(cfg, sink);
+        eth.prime();
+        self.dev.eth = Some(eth);
+    }
+
+    /// One frame from the interface: its IPv4 packet joins the device's
+    /// queue (the caller's pump carries it in).
+    fn ingress(&mut self, frame: &[u8]) {
+        if let Some(eth) = &mut self.dev.eth {
+            if let Some(p) = eth.input(frame) {
+                self.dev.queue.push_back(p);
+            }
+        }
+    }
+
     pub fn now(&self) -> smoltcp::time::Instant {
         smoltcp::time::Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
     }
@@ -702,14 +833,14 @@ impl Inner {
     pub fn listen(
         &mut self,
         id: u64,
-        ep: IpListenEndpoint,
+        eps: Vec<IpListenEndpoint>,
         backlog: usize,
         q: &Arc<WaitQueue>,
         nodelay: bool,
         keepalive: Option<Duration>,
     ) {
         let l = self.listeners.entry(id).or_insert_with(|| Listener {
-            ep,
+            eps,
             backlog,
             pool: Vec::new(),
             embryos: VecDeque::new(),
@@ -762,21 +893,30 @@ impl Inner {
             }
             l.embryos = keep;
             let want = (l.backlog + 1).min(POOL_MAX);
-            while l.pool.len() < want && l.pool.len() + l.embryos.len() < SOMAXCONN {
-                let mut s = tcp_socket();
-                s.set_nagle_enabled(!l.nodelay);
-                s.set_keep_alive(
-                    l.keepalive
-                        .map(|d| smoltcp::time::Duration::from_micros(d.as_micros() as u64)),
-                );
-                if s.listen(l.ep).is_err() {
-                    break;
+            for ep in l.eps.clone() {
+                let mut have = 0;
+                for &h in &l.pool {
+                    if self.tcp(h).listen_endpoint() == ep {
+                        have += 1;
+                    }
                 }
-                let h = self.sockets.add(s);
-                if let Some(q) = l.queue.upgrade() {
-                    self.watch(h, &q);
+                while have < want && l.pool.len() + l.embryos.len() < SOMAXCONN {
+                    let mut s = tcp_socket();
+                    s.set_nagle_enabled(!l.nodelay);
+                    s.set_keep_alive(
+                        l.keepalive
+                            .map(|d| smoltcp::time::Duration::from_micros(d.as_micros() as u64)),
+                    );
+                    if s.listen(ep).is_err() {
+                        break;
+                    }
+                    let h = self.sockets.add(s);
+                    if let Some(q) = l.queue.upgrade() {
+                        self.watch(h, &q);
+                    }
+                    l.pool.push(h);
+                    have += 1;
                 }
-                l.pool.push(h);
             }
             self.listeners.insert(id, l);
         }
@@ -861,7 +1001,7 @@ mod tests {
                 addr: Some(IpAddress::v4(127, 0, 0, 1)),
                 port,
             };
-            n.listen(1, ep, 2, &q, false, None);
+            n.listen(1, vec![ep], 2, &q, false, None);
             let mut k = tcp_socket();
             k.connect(n.iface.context(), v4(port), 40000).unwrap();
             let h = n.sockets.add(k);
@@ -950,6 +1090,109 @@ mod tests {
             (&data[..], from),
             (&b"ping"[..], IpEndpoint::from(v4(5001)))
         );
+    }
+
+    /// Two stacks joined by their Ethernet layers (a wire of frames): ARP
+    /// both ways, a handshake, data each way with valid checksums on the
+    /// wire, and loopback still served beside it.
+    #[test]
+    fn tcp_between_two_stacks_over_ethernet_frames() {
+        use crate::net::link::{FrameSink, LinkConfig};
+        use std::sync::Mutex as M;
+        type Wire = Arc<M<VecDeque<Vec<u8>>>>;
+        struct Sink(Wire);
+        impl FrameSink for Sink {
+            fn send(&mut self, f: &[u8]) {
+                self.0.lock().unwrap().push_back(f.to_vec());
+            }
+        }
+        let cfg = |last: u8| LinkConfig {
+            name: "eth0".into(),
+            host_index: 2,
+            mac: [2, 0, 0, 0, 0, last],
+            mtu: 1500,
+            txqlen: 0,
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            prefix: 24,
+            gateway: None,
+        };
+        let (a, b) = (Stack::new(), Stack::new());
+        let (wa, wb): (Wire, Wire) = Default::default();
+        a.with(|n| n.attach_eth(cfg(2), Box::new(Sink(wa.clone()))));
+        b.with(|n| n.attach_eth(cfg(9), Box::new(Sink(wb.clone()))));
+        // Carries frames until the wire is quiet; checks what is on it.
+        let carry = || {
+            for _ in 0..1000 {
+                let fa: Vec<Vec<u8>> = wa.lock().unwrap().drain(..).collect();
+                let fb: Vec<Vec<u8>> = wb.lock().unwrap().drain(..).collect();
+                if fa.is_empty() && fb.is_empty() {
+                    return;
+                }
+                for f in fa.iter().chain(fb.iter()) {
+                    if f[12..14] == [8, 0] {
+                        let ip = smoltcp::wire::Ipv4Packet::new_checked(&f[14..]).unwrap();
+                        assert!(ip.verify_checksum());
+                        let t = smoltcp::wire::TcpPacket::new_checked(ip.payload()).unwrap();
+                        assert!(t.verify_checksum(
+                            &IpAddress::Ipv4(ip.src_addr()),
+                            &IpAddress::Ipv4(ip.dst_addr())
+                        ));
+                    }
+                }
+                b.with(|n| fa.iter().for_each(|f| n.ingress(f)));
+                a.with(|n| fb.iter().for_each(|f| n.ingress(f)));
+            }
+            panic!("the wire never went quiet");
+        };
+        let q = Arc::new(WaitQueue::new());
+        a.with(|n| {
+            let eps = [IpAddress::v4(127, 0, 0, 1), IpAddress::v4(10, 0, 0, 2)]
+                .map(|addr| IpListenEndpoint {
+                    addr: Some(addr),
+                    port: 80,
+                })
+                .to_vec();
+            n.listen(1, eps, 4, &q, false, None);
+        });
+        let client = b.with(|n| {
+            let mut k = tcp_socket();
+            k.connect(n.iface.context(), (IpAddress::v4(10, 0, 0, 2), 80), 40000)
+                .unwrap();
+            let h = n.sockets.add(k);
+            n.watch(h, &q);
+            h
+        });
+        carry();
+        assert_eq!(b.peek(|n| n.tcp(client).state()), TcpState::Established);
+        let server = a.with(|n| n.accept(1)).expect("a connection to accept");
+        assert_eq!(
+            a.peek(|n| n.tcp(server).remote_endpoint()),
+            Some(IpEndpoint::new(IpAddress::v4(10, 0, 0, 9), 40000))
+        );
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let (mut sent, mut got) = (0, Vec::new());
+        while got.len() < data.len() {
+            sent += b.with(|n| n.tcp(client).send_slice(&data[sent..]).unwrap());
+            carry();
+            let mut buf = vec![0u8; 65536];
+            let k = a.with(|n| n.tcp(server).recv_slice(&mut buf).unwrap());
+            got.extend_from_slice(&buf[..k]);
+            carry();
+        }
+        assert_eq!(got, data);
+        a.with(|n| n.tcp(server).send_slice(b"back").unwrap());
+        carry();
+        let mut buf = [0u8; 16];
+        let k = b.with(|n| n.tcp(client).recv_slice(&mut buf).unwrap());
+        assert_eq!(&buf[..k], b"back");
+        // Loopback on the same stack still works, and never hits the wire.
+        let lo = a.with(|n| {
+            let mut k = tcp_socket();
+            k.connect(n.iface.context(), v4(80), 40001).unwrap();
+            n.sockets.add(k)
+        });
+        assert_eq!(a.peek(|n| n.tcp(lo).state()), TcpState::Established);
+        assert!(wa.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! stack (see `Listener`), accept() takes its established connections.
 
 use super::{
-    bindable, fin_received, from_endpoint, listen_addr, route, stack, tcp_socket, to_endpoint,
+    bindable, fin_received, from_endpoint, listen_addrs, route, stack, tcp_socket, to_endpoint,
     Binding, Inner, BUF_SIZE, PROTO_TCP, SOMAXCONN,
 };
 use crate::errno::{Errno, KResult};
@@ -263,11 +263,14 @@ impl TcpSocket {
             }
             let b = s.bound.ok_or(Errno::EINVAL)?;
             n.set_listening(self.id, b.port())?;
-            let ep = IpListenEndpoint {
-                addr: listen_addr(b.ip(), s.tcp.v6only),
-                port: b.port(),
-            };
-            n.listen(self.id, ep, backlog, &self.queue, nodelay, keepalive);
+            let eps = listen_addrs(b.ip(), s.tcp.v6only)
+                .into_iter()
+                .map(|addr| IpListenEndpoint {
+                    addr,
+                    port: b.port(),
+                })
+                .collect();
+            n.listen(self.id, eps, backlog, &self.queue, nodelay, keepalive);
             KResult::Ok(())
         })?;
         s.conn = Conn::Listening;
@@ -958,7 +961,7 @@ impl FileOps for TcpSocket {
         let n = match libc::c_ulong::from(cmd) {
             libc::FIONREAD => self.inq()?,
             libc::TIOCOUTQ => self.outq()?,
-            _ => return Err(Errno::ENOTTY),
+            _ => return crate::net::iface::ioctl(t, cmd, arg).unwrap_or(Err(Errno::ENOTTY)),
         };
         t.mm().write_u32(arg, n.min(i32::MAX as usize) as u32)?;
         Ok(0)

@@ -365,7 +365,7 @@ impl Socket for UdpSocket {
         let a = match (s.bound, s.peer) {
             // Connected: the source address the route chose.
             (Some(b), Some(p)) if b.ip().is_unspecified() => {
-                SocketAddr::new(route(unspecified_of(p)).unwrap_or(b.ip()), b.port())
+                SocketAddr::new(super::source_for(p.ip()).unwrap_or(b.ip()), b.port())
             }
             (Some(b), _) => b,
             (None, _) => unspecified(self.family),
@@ -492,16 +492,6 @@ impl Socket for UdpSocket {
     }
 }
 
-/// The unspecified address of `p`'s family (route() turns it into the
-/// loopback address a connected socket sends from).
-fn unspecified_of(p: SocketAddr) -> std::net::IpAddr {
-    if canonical(p.ip()).is_ipv4() {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    } else {
-        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    }
-}
-
 impl FileOps for UdpSocket {
     fn read(&self, t: &Task, f: &File, buf: &mut [u8], _off: u64) -> KResult<usize> {
         Ok(self.do_recv(t, buf, 0, f.nonblocking())?.copied)
@@ -533,7 +523,7 @@ impl FileOps for UdpSocket {
         let n = match libc::c_ulong::from(cmd) {
             libc::FIONREAD => self.inq(),
             libc::TIOCOUTQ => self.outq(),
-            _ => return Err(Errno::ENOTTY),
+            _ => return crate::net::iface::ioctl(t, cmd, arg).unwrap_or(Err(Errno::ENOTTY)),
         };
         t.mm().write_u32(arg, n.min(i32::MAX as usize) as u32)?;
         Ok(0)
