@@ -254,7 +254,12 @@ impl Drop for Dockerd {
 }
 
 /// Runs `cmd` to completion with a timeout, `stdin` piped in.
-fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>) -> Outcome {
+fn run_bounded(cmd: Command, stdin: Option<&[u8]>) -> Outcome {
+    run_bounded_for(cmd, stdin, TIMEOUT)
+}
+
+/// As `run_bounded`, with its own time limit.
+fn run_bounded_for(mut cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Outcome {
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if stdin.is_some() {
@@ -288,10 +293,10 @@ fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>) -> Outcome {
         if let Some(s) = child.try_wait().expect("waiting for docker") {
             break s;
         }
-        if start.elapsed() > TIMEOUT {
+        if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{desc}: TIMED OUT after {TIMEOUT:?}");
+            panic!("{desc}: TIMED OUT after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -754,6 +759,84 @@ fn bridge_network(d: &Dockerd, rt: &str, gw: std::net::Ipv4Addr) -> Vec<String> 
     seen
 }
 
+/// A Debian image with nginx, built from Debian's packages with
+/// mmdebstrap (minbase + nginx-light), imported as `sandbox-test-nginx`.
+/// None (with the reason) when mmdebstrap or the mirror is unavailable.
+fn nginx_image(d: &Dockerd) -> Result<&'static str, String> {
+    const NAME: &str = "sandbox-test-nginx:latest";
+    let mirror = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("URIs:").map(|u| u.trim().to_string()))
+        })
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
+    let dir = d.base.join("nginx-rootfs");
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args([
+        "--variant=minbase",
+        "--include=nginx-light",
+        "--format=directory",
+        "bookworm",
+    ])
+    .arg(&dir)
+    .arg(&mirror);
+    // Downloads and unpacks ~200 MB: 15-75 s on these machines.
+    let o = run_bounded_for(cmd, None, Duration::from_secs(300));
+    if o.code != 0 {
+        return Err(format!("mmdebstrap failed: {}", o.stderr_str()));
+    }
+    // Our page, and nginx in the foreground.
+    std::fs::write(
+        dir.join("var/www/html/index.html"),
+        "debian nginx in the sandbox\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let tar = d.base.join("nginx.tar");
+    let mut t = Command::new("tar");
+    t.args(["--numeric-owner", "-C"])
+        .arg(&dir)
+        .args(["-cf"])
+        .arg(&tar)
+        .arg(".");
+    let o = run_bounded(t, None);
+    if o.code != 0 {
+        return Err(format!("tar failed: {}", o.stderr_str()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    d.ok(&["import", &tar.to_string_lossy(), NAME]);
+    let _ = std::fs::remove_file(&tar);
+    Ok(NAME)
+}
+
+/// `docker run -d -p 127.0.0.1:PORT:80 IMG nginx -g 'daemon off;'` and a
+/// GET from the host through docker-proxy.
+fn nginx_through_port(d: &Dockerd, rt: &str, image: &str) -> Option<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let rt_flag = format!("--runtime={rt}");
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            &rt_flag,
+            "-p",
+            &publish,
+            image,
+            "nginx",
+            "-g",
+            "daemon off;",
+        ])
+        .trim()
+        .to_string();
+    let body = http_get_retrying(([127, 0, 0, 1], port).into(), "/");
+    d.ok(&["rm", "-f", &id]);
+    body
+}
+
 #[test]
 fn docker_run_with_the_sandbox_runtime() {
     let t0 = Instant::now();
@@ -906,6 +989,17 @@ fn docker_run_with_the_sandbox_runtime() {
         );
         assert!(ours[2].contains("scope global eth0"), "{ours:?}");
         assert_eq!(ours[4], "wget from the gateway: 0 \"from host\\n\"");
+        // A Debian nginx image, published on a host port.
+        match nginx_image(&d) {
+            Ok(img) => {
+                let ours = nginx_through_port(&d, "sandbox", img);
+                let runc = nginx_through_port(&d, "runc", img);
+                assert_eq!(ours, runc, "nginx: sandbox (left) vs runc (right)");
+                assert_eq!(ours.as_deref(), Some("debian nginx in the sandbox\n"));
+            }
+            Err(e) if std::env::var_os("CI").is_some() => panic!("nginx image: {e}"),
+            Err(e) => eprintln!("!!!!!!!! nginx image NOT tested: {e}"),
+        }
     } else {
         eprintln!("!!!!!!!! bridge networking NOT tested: no bridge could be made");
     }
