@@ -2046,3 +2046,47 @@ fn py_sigwait_thread_takes_process_signals() {
     );
     assert_eq!(o.stdout_str(), "joined [<Signals.SIGTERM: 15>]\n");
 }
+
+#[test]
+fn ctrl_c_on_a_terminal_interrupts_the_foreground_job() {
+    // An interactive bash on a pty (what `docker run -it` gives): job
+    // control works on the host terminal, and ^C stops the running
+    // command, not the shell.
+    let driver = r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b''
+def drain(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+drain(2.0)
+os.write(fd, b'sleep 30\n'); drain(2.0)
+os.write(fd, b'\x03'); drain(1.0)
+os.write(fd, b'echo after-$?\n'); drain(1.0)
+os.write(fd, b'exit\n'); drain(1.0)
+os.waitpid(pid, 0)
+o = out.decode(errors='replace')
+print('interrupted' if 'after-130' in o else 'NOT interrupted', 'no-job-control-warning' if 'job control' not in o else 'job control warning')
+"#;
+    let runsc = runsc_bin().to_string_lossy().into_owned();
+    let o = run_native(
+        &[
+            "python3", "-c", driver, &runsc, "do", "--", "bash", "--norc", "-i",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.stdout_str(),
+        "interrupted no-job-control-warning\n",
+        "{o:?}"
+    );
+}

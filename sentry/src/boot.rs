@@ -803,8 +803,24 @@ fn forward_host_signals(kernel: Arc<Kernel>) {
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 continue;
             }
-            let init = kernel.ts().procs.get(&1).map(|e| e.tg.clone());
-            if let Some(tg) = init {
+            // Signals a terminal generates (^C, ^\\, a resize) go to the
+            // guest's foreground process group on it, as the terminal would
+            // send them; others (docker stop's SIGTERM…) to PID 1.
+            let fg = crate::fs::host::host_tty_foreground();
+            let tty_sig = matches!(sig, libc::SIGINT | libc::SIGQUIT | libc::SIGWINCH);
+            let targets: Vec<_> = {
+                let ts = kernel.ts();
+                if tty_sig && fg > 0 {
+                    ts.procs
+                        .values()
+                        .filter(|e| e.pgid == fg && e.zombie.is_none())
+                        .map(|e| e.tg.clone())
+                        .collect()
+                } else {
+                    ts.procs.get(&1).map(|e| e.tg.clone()).into_iter().collect()
+                }
+            };
+            for tg in targets {
                 kernel.send_to_group(
                     &tg,
                     crate::kernel::signal::SigInfo::new(sig, crate::kernel::signal::SI_USER),
