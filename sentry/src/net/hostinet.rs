@@ -857,21 +857,9 @@ impl FileOps for HostinetSocket {
     }
 
     fn stat(&self) -> KResult<Stat> {
-        Ok(Stat {
-            dev: super::unix::sockfs_dev(),
-            ino: self.ino,
-            mode: libc::S_IFSOCK | 0o777,
-            nlink: 1,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            size: 0,
-            blksize: 4096,
-            blocks: 0,
-            atime: self.ctime,
-            mtime: self.ctime,
-            ctime: self.ctime,
-        })
+        Ok(crate::net::socket::socket_stat(
+            self.ino, self.uid, self.gid, self.ctime,
+        ))
     }
 
     fn ioctl(&self, t: &Task, _f: &File, cmd: u32, arg: u64) -> KResult<u64> {

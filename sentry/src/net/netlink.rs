@@ -12,7 +12,7 @@ use super::socket::{
     deadline, int_opt, read_int_opt, wait_errno, CommonOpts, RecvMsg, SendControl, Socket,
 };
 use crate::errno::{Errno, KResult};
-use crate::fs::{lock, new_anon_dev, next_ino};
+use crate::fs::{lock, next_ino};
 use crate::kernel::task::Task;
 use crate::kernel::waiter::WaitQueue;
 use crate::vfs::file::{POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
@@ -297,11 +297,6 @@ pub struct NetlinkSocket {
 fn ports() -> &'static Mutex<HashSet<u32>> {
     static P: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();
     P.get_or_init(Default::default)
-}
-
-fn sockfs_dev() -> u64 {
-    static DEV: OnceLock<u64> = OnceLock::new();
-    *DEV.get_or_init(new_anon_dev)
 }
 
 /// socket(AF_NETLINK, ty, proto).
@@ -788,21 +783,9 @@ impl FileOps for NetlinkSocket {
     }
 
     fn stat(&self) -> KResult<Stat> {
-        Ok(Stat {
-            dev: sockfs_dev(),
-            ino: self.ino,
-            mode: libc::S_IFSOCK | 0o777,
-            nlink: 1,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            size: 0,
-            blksize: 4096,
-            blocks: 0,
-            atime: self.ctime,
-            mtime: self.ctime,
-            ctime: self.ctime,
-        })
+        Ok(crate::net::socket::socket_stat(
+            self.ino, self.uid, self.gid, self.ctime,
+        ))
     }
 
     fn readiness(&self, mask: u32) -> u32 {

@@ -274,3 +274,23 @@ pub fn wait_errno(e: Errno, timeo: Option<std::time::Duration>) -> Errno {
         e => e,
     }
 }
+
+/// What fstat shows for a socket: an S_IFSOCK inode of the socket
+/// filesystem, owned by its creator, all times its creation.
+pub fn socket_stat(ino: u64, uid: u32, gid: u32, ctime: crate::vfs::Timespec) -> crate::vfs::Stat {
+    crate::vfs::Stat {
+        dev: super::unix::sockfs_dev(),
+        ino,
+        mode: libc::S_IFSOCK | 0o777,
+        nlink: 1,
+        uid,
+        gid,
+        rdev: 0,
+        size: 0,
+        blksize: 4096,
+        blocks: 0,
+        atime: ctime,
+        mtime: ctime,
+        ctime,
+    }
+}

@@ -14,7 +14,7 @@ use crate::net::inet::{format_sockaddr, is_unspec, parse_sockaddr, unspecified};
 use crate::net::socket::{
     deadline, int_opt, read_int_opt, wait_errno, CommonOpts, RecvMsg, SendControl, Socket,
 };
-use crate::net::unix::{sockfs_dev, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
+use crate::net::unix::{MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
 use crate::vfs::file::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::vfs::{File, FileOps, Stat, Timespec};
 use smoltcp::iface::SocketHandle;
@@ -502,21 +502,9 @@ impl FileOps for UdpSocket {
     }
 
     fn stat(&self) -> KResult<Stat> {
-        Ok(Stat {
-            dev: sockfs_dev(),
-            ino: self.ino,
-            mode: libc::S_IFSOCK | 0o777,
-            nlink: 1,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            size: 0,
-            blksize: 4096,
-            blocks: 0,
-            atime: self.ctime,
-            mtime: self.ctime,
-            ctime: self.ctime,
-        })
+        Ok(crate::net::socket::socket_stat(
+            self.ino, self.uid, self.gid, self.ctime,
+        ))
     }
 
     fn ioctl(&self, t: &Task, _f: &File, cmd: u32, arg: u64) -> KResult<u64> {
