@@ -184,18 +184,7 @@ impl MemoryManager {
             return Err(Errno::EINVAL);
         }
         let mut st = self.lock();
-        let addr = if req.fixed || req.noreplace {
-            if req.addr % PAGE != 0 || req.addr.checked_add(len).is_none_or(|e| e > st.max_addr) {
-                return Err(Errno::EINVAL);
-            }
-            if req.noreplace && !st.is_free(req.addr, len) {
-                return Err(Errno::EEXIST);
-            }
-            req.addr
-        } else {
-            st.find_free(page_down(req.addr), len)
-                .ok_or(Errno::ENOMEM)?
-        };
+        let addr = st.place(&req, len)?;
         let reserved = matches!(backing, Backing::Anon) && req.prot == 0 && !req.shared;
         let (ext, ext_off, name, file_off) = match backing {
             Backing::Anon if reserved => (Arc::new(Extent::none(&self.mf)), 0, None, 0),
@@ -269,18 +258,7 @@ impl MemoryManager {
             return Err(Errno::EINVAL);
         }
         let mut st = self.lock();
-        let addr = if req.fixed || req.noreplace {
-            if req.addr % PAGE != 0 || req.addr.checked_add(len).is_none_or(|e| e > st.max_addr) {
-                return Err(Errno::EINVAL);
-            }
-            if req.noreplace && !st.is_free(req.addr, len) {
-                return Err(Errno::EEXIST);
-            }
-            req.addr
-        } else {
-            st.find_free(page_down(req.addr), len)
-                .ok_or(Errno::ENOMEM)?
-        };
+        let addr = st.place(&req, len)?;
         st.remove_range(&self.mf, addr, len);
         for r in runs {
             let start = addr + r.first * PAGE;
@@ -681,6 +659,22 @@ impl MmState {
             bottom = bottom.max(v.end);
         }
         (bottom + len <= self.max_addr).then_some(bottom)
+    }
+
+    /// Where a new mapping of `len` bytes goes: the fixed address asked
+    /// for (checked), else a free range near the hint.
+    fn place(&self, req: &MapRequest, len: u64) -> KResult<u64> {
+        if req.fixed || req.noreplace {
+            if req.addr % PAGE != 0 || req.addr.checked_add(len).is_none_or(|e| e > self.max_addr) {
+                return Err(Errno::EINVAL);
+            }
+            if req.noreplace && !self.is_free(req.addr, len) {
+                return Err(Errno::EEXIST);
+            }
+            return Ok(req.addr);
+        }
+        self.find_free(page_down(req.addr), len)
+            .ok_or(Errno::ENOMEM)
     }
 
     fn split_at(&mut self, addr: u64) {
