@@ -49,6 +49,16 @@ fn broken(what: &str, err: impl std::fmt::Display) -> Errno {
     Errno::EIO
 }
 
+/// As `broken`, but a gofer that went away (the sandbox shutting down)
+/// is not worth a warning.
+fn gone_or_broken(what: &str, err: Errno) -> Errno {
+    if matches!(err, Errno::EPIPE | Errno::ECONNRESET) {
+        tracing::debug!(%err, "gofer client: {what}");
+        return Errno::EIO;
+    }
+    broken(what, err)
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").finish_non_exhaustive()
@@ -82,11 +92,11 @@ impl Client {
             ProtoError::BadName(errno) => errno,
             _ => Errno::EINVAL,
         })?;
-        send_msg(inner.sock.as_fd(), &msg, None).map_err(|e| broken("send failed", e))?;
+        send_msg(inner.sock.as_fd(), &msg, None).map_err(|e| gone_or_broken("send failed", e))?;
 
         for _ in 0..=MAX_STALE_REPLIES {
             let got = recv_msg(inner.sock.as_fd(), &mut inner.buf)
-                .map_err(|e| broken("receive failed", e))?;
+                .map_err(|e| gone_or_broken("receive failed", e))?;
             let mut fds = got.fds;
             if got.len == 0 {
                 return Err(broken("no reply", "connection closed"));
