@@ -811,7 +811,7 @@ fn cgroup_resources_update_events_and_delete() {
         read_trim(&cg_file("memory", &path, mem_file)),
         (64u64 << 20).to_string()
     );
-    assert_eq!(read_trim(&cg_file("pids", &path, "pids.max")), "50");
+    assert_eq!(read_trim(&cg_file("pids", &path, "pids.max")), "164");
     // The sandbox process, its gofer and the stubs are all in it.
     let pid = b.state("c1")["pid"].as_i64().unwrap();
     let procs = read_trim(&cg_file("memory", &path, "cgroup.procs"));
@@ -863,7 +863,7 @@ fn cgroup_resources_update_events_and_delete() {
         read_trim(&cg_file("memory", &path, mem_file)),
         (128u64 << 20).to_string()
     );
-    assert_eq!(read_trim(&cg_file("pids", &path, "pids.max")), "60");
+    assert_eq!(read_trim(&cg_file("pids", &path, "pids.max")), "184");
     let quota = if v2 {
         read_trim(&cg_file("cpu", &path, "cpu.max"))
     } else {

@@ -580,5 +580,6 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         file_mounts: Vec::new(),
         cpus: None,
         memory_limit: None,
+        pids_limit: None,
     })
 }

@@ -60,11 +60,22 @@ pub struct BootConfig {
     /// The container's memory limit in bytes: /proc/meminfo's MemTotal
     /// and sysinfo's totalram. None: the host's memory.
     pub memory_limit: Option<u64>,
+    /// The container's pids limit: guest tasks (threads, zombies included)
+    /// beyond it make fork/clone fail with EAGAIN, as the pids controller
+    /// does. The host cgroup's limit covers the sandbox's own threads too,
+    /// so it cannot stand for the guest's.
+    pub pids_limit: Option<u64>,
 }
 
 /// What the guest is told about the machine (set once, at `prepare`).
 static GUEST_CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 static GUEST_MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+static GUEST_PIDS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The container's pids limit, if it has one.
+pub fn guest_pids_limit() -> Option<u64> {
+    GUEST_PIDS.get().copied()
+}
 
 /// CPUs the guest sees: the container's (BootConfig::cpus), else the
 /// host's available parallelism.
@@ -534,6 +545,9 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     }
     if let Some(m) = cfg.memory_limit.filter(|m| *m > 0) {
         let _ = GUEST_MEMORY.set(m);
+    }
+    if let Some(p) = cfg.pids_limit.filter(|p| *p > 0) {
+        let _ = GUEST_PIDS.set(p);
     }
     crate::net::set_network_mode(cfg.network);
     let cfg_take_interfaces = cfg.take_interfaces;

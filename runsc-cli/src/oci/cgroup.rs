@@ -195,6 +195,11 @@ fn enable_v2_controllers(root: &Path, leaf: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The host pids limit for a container allowed `guest` tasks.
+pub fn sandbox_pids_max(guest: u64) -> u64 {
+    guest.saturating_mul(2).saturating_add(64)
+}
+
 /// v1 cpu.shares → v2 cpu.weight, as runc converts.
 fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
@@ -392,11 +397,19 @@ impl Cgroup {
         }
         if let Some(p) = r.pids() {
             let d = self.need("pids", "linux.resources.pids")?;
+            // The host cgroup holds the sandbox's own threads too (a host
+            // thread and a stub thread per guest thread, the gofers, the
+            // sentry's helpers): room for them here, while the sentry
+            // holds the guest to the limit itself.
             let l = p.limit();
             write(
                 d,
                 "pids.max",
-                &if l > 0 { l.to_string() } else { "max".into() },
+                &if l > 0 {
+                    sandbox_pids_max(l as u64).to_string()
+                } else {
+                    "max".into()
+                },
             )?;
         }
         if let Some(b) = r.block_io() {
@@ -689,7 +702,10 @@ impl Cgroup {
         if let Some(d) = self.dir("pids") {
             pids = json!({
                 "current": read_u64(&d.join("pids.current")).unwrap_or(0),
-                "limit": read_u64(&d.join("pids.max")).unwrap_or(0),
+                // The container's limit, not the room the sandbox's own
+                // threads get on top of it (see sandbox_pids_max).
+                "limit": read_u64(&d.join("pids.max"))
+                    .map_or(0, |v| v.saturating_sub(64) / 2),
             });
         }
         json!({
@@ -823,7 +839,7 @@ mod tests {
         // got its own cpus.
         assert_eq!(read(root.join("cpuset/docker/cpuset.cpus")), "0-1");
         assert_eq!(read(root.join("cpuset/docker/abc/cpuset.cpus")), "0");
-        assert_eq!(read(root.join("pids/docker/abc/pids.max")), "20");
+        assert_eq!(read(root.join("pids/docker/abc/pids.max")), "104");
         // cpu and cpuacct are one hierarchy: one directory for both.
         assert_eq!(
             cg.dirs
@@ -858,7 +874,7 @@ mod tests {
             read(d.join("cpu.weight")),
             shares_to_weight(512).to_string()
         );
-        assert_eq!(read(d.join("pids.max")), "20");
+        assert_eq!(read(d.join("pids.max")), "104");
         assert_eq!(read(d.join("cpuset.cpus")), "0");
         cg.freeze(true).expect("freeze");
         assert_eq!(read(d.join("cgroup.freeze")), "1");

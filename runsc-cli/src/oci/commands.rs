@@ -325,6 +325,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             file_mounts,
             cpus: c.guest_cpus(),
             memory_limit: c.memory_limit(),
+            pids_limit: c.pids_limit(),
         })?;
         Ok(Arc::new(sandbox))
     })();

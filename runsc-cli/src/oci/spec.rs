@@ -107,6 +107,12 @@ impl Container {
         }
     }
 
+    /// The pids limit, if one is set.
+    pub fn pids_limit(&self) -> Option<u64> {
+        let l = self.resources.as_ref()?.pids().as_ref()?.limit();
+        (l > 0).then_some(l as u64)
+    }
+
     /// The memory limit in bytes, if one is set.
     pub fn memory_limit(&self) -> Option<u64> {
         let l = self.resources.as_ref()?.memory().as_ref()?.limit()?;

@@ -63,6 +63,12 @@ impl CurrentTask {
             return Err(Errno::EINVAL);
         }
         let kernel = self.kernel.clone();
+        // The container's pids limit counts every task not yet reaped.
+        if let Some(limit) = crate::boot::guest_pids_limit() {
+            if kernel.ts().tasks.len() as u64 >= limit {
+                return Err(Errno::EAGAIN);
+            }
+        }
         let mm = if f & CLONE_VM != 0 {
             self.mm.clone()
         } else {
