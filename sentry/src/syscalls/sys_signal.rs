@@ -325,15 +325,21 @@ fn itimer_remaining(t: &CurrentTask) -> (Duration, Duration) {
 fn arm_real(t: &CurrentTask, value: Duration, interval: Duration) {
     let tg = t.tg.clone();
     let kernel = t.kernel.clone();
-    if let Some((id, _, _)) = lock(&tg.itimer_real).take() {
+    let old = lock(&tg.itimer_real).take();
+    if let Some((id, _, _)) = old {
         kernel.timers.cancel(id);
     }
     if value.is_zero() {
         return;
     }
+    type Slot = Option<(u64, Instant, Duration)>;
+    /// Schedules the expiry at `at` and records it in `slot` (the caller
+    /// holds the thread group's itimer lock, so a concurrent setitimer
+    /// either sees this expiry and cancels it, or replaced it first).
     fn schedule(
         kernel: Arc<crate::kernel::Kernel>,
         tg: Arc<crate::kernel::task::ThreadGroup>,
+        slot: &mut Slot,
         at: Instant,
         interval: Duration,
     ) {
@@ -342,18 +348,28 @@ fn arm_real(t: &CurrentTask, value: Duration, interval: Duration) {
         let id = kernel.timers.schedule(
             at,
             Box::new(move || {
-                k2.send_to_group(&tg2, SigInfo::new(libc::SIGALRM, SI_KERNEL));
                 let mut slot = lock(&tg2.itimer_real);
+                // Disarmed or re-armed meanwhile: this expiry is void.
+                if !matches!(*slot, Some((_, a, _)) if a == at) {
+                    return;
+                }
                 *slot = None;
-                drop(slot);
+                k2.send_to_group(&tg2, SigInfo::new(libc::SIGALRM, SI_KERNEL));
                 if !interval.is_zero() && tg2.exiting().is_none() {
-                    schedule(k2.clone(), tg2.clone(), at + interval, interval);
+                    schedule(k2.clone(), tg2.clone(), &mut slot, at + interval, interval);
                 }
             }),
         );
-        *lock(&tg.itimer_real) = Some((id, at, interval));
+        *slot = Some((id, at, interval));
     }
-    schedule(kernel, tg, Instant::now() + value, interval);
+    let mut slot = lock(&tg.itimer_real);
+    schedule(
+        kernel.clone(),
+        tg.clone(),
+        &mut slot,
+        Instant::now() + value,
+        interval,
+    );
 }
 
 fn timeval_bytes(d: Duration) -> [u8; 16] {
