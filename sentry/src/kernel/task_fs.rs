@@ -79,6 +79,21 @@ impl Task {
         Ok(())
     }
 
+    /// mknod for the caller: checks it may write `dir`, makes `name` with
+    /// `mode`'s type and its permission bits less the umask, owned by the
+    /// caller's filesystem ids, and reports IN_CREATE. The caller has
+    /// checked the name is free.
+    pub fn make_node(&self, dir: &Dentry, name: &[u8], mode: u32, dev: u64) -> KResult<()> {
+        self.may_modify_dir(dir)?;
+        let umask = lock(&self.fs_context()).umask;
+        let c = self.creds();
+        let perm = mode & 0o7777 & !umask;
+        dir.inode
+            .mknod(name, (mode & libc::S_IFMT) | perm, dev, c.fsuid, c.fsgid)?;
+        crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_CREATE, name, 0);
+        Ok(())
+    }
+
     pub fn may_modify_dir(&self, dir: &Dentry) -> KResult<()> {
         self.writable_mount(dir)?;
         let c = self.creds();

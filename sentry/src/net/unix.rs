@@ -425,23 +425,7 @@ impl UnixSocket {
                 if t.kernel.vfs.child(&dir, &leaf).is_ok() {
                     return Err(Errno::EADDRINUSE);
                 }
-                t.may_modify_dir(&dir)?;
-                let umask = lock(&t.fs_context()).umask;
-                let c = t.creds();
-                dir.inode.mknod(
-                    &leaf,
-                    libc::S_IFSOCK | (0o777 & !umask),
-                    0,
-                    c.fsuid,
-                    c.fsgid,
-                )?;
-                crate::fs::inotify::notify(
-                    &dir.inode,
-                    None,
-                    crate::fs::inotify::IN_CREATE,
-                    &leaf,
-                    0,
-                );
+                t.make_node(&dir, &leaf, libc::S_IFSOCK | 0o777, 0)?;
                 let node = t.kernel.vfs.child(&dir, &leaf)?;
                 let st = node.inode.stat()?;
                 Name::Path(p, (st.dev, st.ino))

@@ -840,13 +840,8 @@ fn mknod_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, dev: u64) -> KR
     if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK) && !t.creds().privileged() {
         return Err(Errno::EPERM);
     }
-    t.may_modify_dir(&dir)?;
-    let umask = lock(&t.fs_context()).umask;
-    let c = t.creds();
     let fmt = if fmt == 0 { libc::S_IFREG } else { fmt };
-    dir.inode
-        .mknod(&name, fmt | (mode & 0o7777 & !umask), dev, c.fsuid, c.fsgid)?;
-    crate::fs::inotify::notify(&dir.inode, None, crate::fs::inotify::IN_CREATE, &name, 0);
+    t.make_node(&dir, &name, fmt | (mode & 0o7777), dev)?;
     Ok(0)
 }
 
