@@ -113,26 +113,8 @@ pub(crate) fn iovecs(t: &CurrentTask, addr: u64, cnt: u64) -> KResult<Vec<(u64, 
     Ok(v)
 }
 
-fn do_readv(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) -> KResult<u64> {
-    let total: usize = iov.iter().map(|v| v.1).sum::<usize>().min(MAX_RW);
-    let mut buf = vec![0u8; total];
-    let got = match off {
-        Some(o) => f.pread(&t.task, &mut buf, o)?,
-        None => f.read(&t.task, &mut buf)?,
-    };
-    let mut done = 0;
-    for &(base, len) in iov {
-        if done >= got {
-            break;
-        }
-        let n = len.min(got - done);
-        t.mm.copy_out(base, &buf[done..done + n])?;
-        done += n;
-    }
-    Ok(got as u64)
-}
-
-fn do_writev(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) -> KResult<u64> {
+/// Gathers the guest's iovecs into one buffer (at most MAX_RW bytes).
+pub(crate) fn gather(t: &CurrentTask, iov: &[(u64, usize)]) -> KResult<Vec<u8>> {
     let mut buf = Vec::new();
     for &(base, len) in iov {
         let n = len.min(MAX_RW - buf.len());
@@ -143,6 +125,36 @@ fn do_writev(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) 
             break;
         }
     }
+    Ok(buf)
+}
+
+/// Scatters `data` over the guest's iovecs.
+pub(crate) fn scatter(t: &CurrentTask, iov: &[(u64, usize)], data: &[u8]) -> KResult<()> {
+    let mut done = 0;
+    for &(base, len) in iov {
+        if done >= data.len() {
+            break;
+        }
+        let n = len.min(data.len() - done);
+        t.mm.copy_out(base, &data[done..done + n])?;
+        done += n;
+    }
+    Ok(())
+}
+
+fn do_readv(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) -> KResult<u64> {
+    let total: usize = iov.iter().map(|v| v.1).sum::<usize>().min(MAX_RW);
+    let mut buf = vec![0u8; total];
+    let got = match off {
+        Some(o) => f.pread(&t.task, &mut buf, o)?,
+        None => f.read(&t.task, &mut buf)?,
+    };
+    scatter(t, iov, &buf[..got])?;
+    Ok(got as u64)
+}
+
+fn do_writev(t: &CurrentTask, f: &File, iov: &[(u64, usize)], off: Option<u64>) -> KResult<u64> {
+    let buf = gather(t, iov)?;
     let r = match off {
         Some(o) => f.pwrite(&t.task, &buf, o),
         None => f.write(&t.task, &buf),

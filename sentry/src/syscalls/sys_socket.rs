@@ -2,7 +2,7 @@
 //! data between guest memory and the `net::socket::Socket` of the file;
 //! the address families do the rest.
 
-use super::sys_file::{get_file, install, iovecs, sigpipe, MAX_RW};
+use super::sys_file::{gather, get_file, install, iovecs, scatter, sigpipe, MAX_RW};
 use super::Args;
 use crate::errno::{Errno, KResult};
 use crate::kernel::task::CurrentTask;
@@ -187,35 +187,6 @@ pub fn shutdown(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let f = get_file(t, a[0])?;
     sock(&f)?.shutdown(&t.task, a[1] as i32)?;
     Ok(0)
-}
-
-/// Gathers the guest's iovecs into one buffer (at most MAX_RW bytes).
-fn gather(t: &CurrentTask, iov: &[(u64, usize)]) -> KResult<Vec<u8>> {
-    let mut buf = Vec::new();
-    for &(base, len) in iov {
-        let n = len.min(MAX_RW - buf.len());
-        let start = buf.len();
-        buf.resize(start + n, 0);
-        t.mm.copy_in(base, &mut buf[start..])?;
-        if buf.len() >= MAX_RW {
-            break;
-        }
-    }
-    Ok(buf)
-}
-
-/// Scatters `data` over the guest's iovecs.
-fn scatter(t: &CurrentTask, iov: &[(u64, usize)], data: &[u8]) -> KResult<()> {
-    let mut done = 0;
-    for &(base, len) in iov {
-        if done >= data.len() {
-            break;
-        }
-        let n = len.min(data.len() - done);
-        t.mm.copy_out(base, &data[done..done + n])?;
-        done += n;
-    }
-    Ok(())
 }
 
 /// Parses msg_control for sendmsg: SCM_RIGHTS fds become files,

@@ -324,15 +324,7 @@ pub fn vmsplice(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         }
         let mut buf = vec![0u8; total.min(avail).min(MAX_RW)];
         let got = f.read(&t.task, &mut buf)?;
-        let mut done = 0;
-        for &(base, len) in &iov {
-            if done >= got {
-                break;
-            }
-            let n = len.min(got - done);
-            t.mm.copy_out(base, &buf[done..done + n])?;
-            done += n;
-        }
+        super::sys_file::scatter(t, &iov, &buf[..got])?;
         Ok(got as u64)
     }
 }
