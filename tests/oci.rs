@@ -1121,3 +1121,78 @@ fn network_namespace_interface_is_taken_over() {
     assert!(o.stderr_str().contains("CAP_NET_RAW"), "{o:?}");
     assert!(ns.host_view().contains(&ns.ns_ip.to_string()));
 }
+
+/// linux.maskedPaths, linux.readonlyPaths, linux.sysctl and domainname,
+/// with runc (Debian's) on the same bundle as the oracle.
+#[test]
+fn masked_readonly_paths_and_sysctls_match_runc() {
+    let b = Bundle::new("mask");
+    let rootfs = b.base.join("bundle/rootfs");
+    std::fs::write(rootfs.join("etc/secret"), "s3cret\n").unwrap();
+    std::fs::create_dir_all(rootfs.join("etc/hidden")).unwrap();
+    std::fs::write(rootfs.join("etc/hidden/f0"), "x").unwrap();
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::write(rootfs.join("data/keep"), "kept\n").unwrap();
+    b.set_script(
+        "cat /etc/secret; echo \"secret:$?\"; ls -A /etc/hidden; echo \"hidden:$?\"; \
+         touch /etc/hidden/f 2>/dev/null || echo hidden-ro; \
+         echo y > /data/f 2>/dev/null || echo data-ro; cat /data/keep; \
+         echo 5 > /proc/sys/net/core/somaxconn 2>/dev/null || echo proc-sys-ro; \
+         cat /proc/sys/net/core/somaxconn /proc/sys/kernel/domainname; hostname",
+        |c| {
+            c["root"]["readonly"] = Value::Bool(false);
+            c["hostname"] = "masked".into();
+            c["linux"]["maskedPaths"] =
+                serde_json::json!(["/etc/secret", "/etc/hidden", "/nonexistent/x"]);
+            c["linux"]["readonlyPaths"] = serde_json::json!(["/data", "/proc/sys", "/nope"]);
+            c["linux"]["sysctl"] =
+                serde_json::json!({"net.core.somaxconn": "321", "kernel.domainname": "example.org"});
+        },
+    );
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "m1"]);
+    assert_code(&o, 0, "runsc run");
+    let expected =
+        "secret:0\nhidden:0\nhidden-ro\ndata-ro\nkept\nproc-sys-ro\n321\nexample.org\nmasked\n";
+    assert_eq!(o.stdout_str(), expected, "{o:?}");
+
+    let runc = Path::new("/usr/sbin/runc");
+    assert!(
+        runc.exists(),
+        "runc missing: install docker.io (the CI script does)"
+    );
+    let mut cmd = Command::new(runc);
+    cmd.arg("--root").arg(b.base.join("runc-state")).args([
+        "run",
+        "--bundle",
+        &b.dir(),
+        "runc-mask",
+    ]);
+    let native = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+    assert_code(&native, 0, "runc run");
+    assert_eq!(native.stdout_str(), expected, "runc: {native:?}");
+    assert!(!rootfs.join("data/f").exists() && !rootfs.join("etc/hidden/f").exists());
+
+    // The domainname field (Debian's runc leaves it unset).
+    b.set_script("cat /proc/sys/kernel/domainname", |c| {
+        c["domainname"] = "corp.example".into();
+        c["linux"]["sysctl"] = serde_json::json!({});
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "m4"]);
+    assert_eq!(o.stdout_str(), "corp.example\n", "{o:?}");
+
+    // What the sandbox cannot set is refused by name, before anything runs.
+    b.set_script("true", |c| {
+        c["linux"]["sysctl"] = serde_json::json!({"kernel.shmmax": "1"});
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "m2"]);
+    assert_fails_with(
+        &o,
+        "linux.sysctl.kernel.shmmax: not supported",
+        "unknown sysctl",
+    );
+    b.set_script("true", |c| {
+        c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_unprivileged_port_start": "x"});
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "m3"]);
+    assert_fails_with(&o, "invalid value \"x\"", "bad sysctl value");
+}

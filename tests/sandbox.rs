@@ -2090,3 +2090,55 @@ print('interrupted' if 'after-130' in o else 'NOT interrupted', 'no-job-control-
         "{o:?}"
     );
 }
+
+/// The sysctls the sandbox honours, set from /proc/sys by root:
+/// ip_unprivileged_port_start decides which ports an unprivileged bind
+/// may take, out-of-range values are EINVAL, and only root may write.
+/// Natively in a fresh network namespace (these sysctls are per netns).
+#[test]
+fn proc_sys_tunables_take_effect() {
+    let code = dedent(
+        r#"
+        import os, socket, errno
+        P = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+        def bind(p):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p)); return "ok"
+            except OSError as e:
+                return errno.errorcode[e.errno]
+            finally:
+                s.close()
+        print(open(P).read().strip(), open("/proc/sys/net/ipv4/ping_group_range").read().split())
+        with open(P, "w") as f: f.write("80\n")
+        print(open(P).read().strip())
+        for bad in ("70000", "-1", "x"):
+            try:
+                with open(P, "w") as f: f.write(bad)
+            except OSError as e: print(bad, errno.errorcode[e.errno])
+        with open("/proc/sys/net/core/somaxconn", "w") as f: f.write("77 5")
+        print(open("/proc/sys/net/core/somaxconn").read().strip())
+        os.setgid(1000); os.setuid(1000)
+        print(bind(80), bind(79), bind(8080))
+        try:
+            open(P, "w")
+        except OSError as e: print("user", errno.errorcode[e.errno])
+        "#,
+    );
+    let native = Spec::new(&[
+        "unshare",
+        "-n",
+        "sh",
+        "-c",
+        "ip link set lo up && exec /usr/bin/python3 -c \"$0\"",
+        &code,
+    ])
+    .run_native();
+    assert_code(&native, 0, "native");
+    let sandbox = Spec::new(&["/usr/bin/python3", "-c", &code]).run_sandbox();
+    assert_eq!(sandbox.stdout_str(), native.stdout_str(), "{sandbox:?}");
+    assert_eq!(
+        native.stdout_str(),
+        "1024 ['1', '0']\n80\n70000 EINVAL\n-1 EINVAL\nx EINVAL\n77\nok EACCES ok\nuser EACCES\n"
+    );
+}

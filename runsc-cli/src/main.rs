@@ -581,5 +581,9 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         cpus: None,
         memory_limit: None,
         pids_limit: None,
+        domainname: None,
+        sysctls: Vec::new(),
+        masked_paths: Vec::new(),
+        readonly_paths: Vec::new(),
     })
 }

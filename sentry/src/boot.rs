@@ -7,6 +7,7 @@ use crate::errno::Errno;
 use crate::fs;
 use crate::kernel::exec::load_image;
 use crate::kernel::signal::SigAction;
+use crate::kernel::sysctl;
 use crate::kernel::task::{default_rlimits, initial_regs, CurrentTask, Task, ThreadGroup};
 use crate::kernel::{Creds, Kernel, ProcEntry};
 use crate::mm::memory_file::MemoryFile;
@@ -65,6 +66,14 @@ pub struct BootConfig {
     /// does. The host cgroup's limit covers the sandbox's own threads too,
     /// so it cannot stand for the guest's.
     pub pids_limit: Option<u64>,
+    /// uname's domainname; None keeps "(none)".
+    pub domainname: Option<String>,
+    /// Sysctls to set before the guest runs (kernel::sysctl::KEYS).
+    pub sysctls: Vec<(String, String)>,
+    /// Guest paths hidden from the container (OCI linux.maskedPaths).
+    pub masked_paths: Vec<String>,
+    /// Guest paths made read-only (OCI linux.readonlyPaths).
+    pub readonly_paths: Vec<String>,
 }
 
 /// What the guest is told about the machine (set once, at `prepare`).
@@ -533,6 +542,51 @@ fn make_mount_point(vfs: &Vfs, dest: &str, dir: bool) {
     }
 }
 
+/// OCI maskedPaths and readonlyPaths, applied as runc applies them: an
+/// empty read-only tmpfs over a masked directory, /dev/null over a masked
+/// file, and each read-only path bound onto itself read-only. Paths that
+/// do not exist in the sandbox are skipped.
+fn restrict_paths(vfs: &Vfs, masked: &[String], readonly: &[String]) -> anyhow::Result<()> {
+    let fsc = FsContext {
+        root: vfs.root(),
+        cwd: vfs.root(),
+        umask: 0o022,
+    };
+    let find = |field: &str, p: &str| match vfs.lookup(&fsc, &vfs.root(), p.as_bytes(), true) {
+        Ok(d) => Ok(Some(d)),
+        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("linux.{field}: {p}: {e}")),
+    };
+    for p in masked {
+        let Some(d) = find("maskedPaths", p)? else {
+            continue;
+        };
+        if d.is_dir() {
+            let flags = MountFlags {
+                readonly: true,
+                ..MountFlags::default()
+            };
+            vfs.mount_with_flags(&d.path(), fs::tmpfs::new_tmpfs(0o1777), "tmpfs", flags);
+        } else {
+            let null = vfs
+                .lookup(&fsc, &vfs.root(), b"/dev/null", true)
+                .map_err(|e| anyhow::anyhow!("linux.maskedPaths: /dev/null: {e}"))?;
+            vfs.mount(&d.path(), null.inode.clone(), vfs.fstype_of(&null));
+        }
+    }
+    for p in readonly {
+        let Some(d) = find("readonlyPaths", p)? else {
+            continue;
+        };
+        let flags = MountFlags {
+            readonly: true,
+            ..vfs.flags_of(&d)
+        };
+        vfs.mount_with_flags(&d.path(), d.inode.clone(), vfs.fstype_of(&d), flags);
+    }
+    Ok(())
+}
+
 /// Builds the kernel and loads PID 1, which waits for `Sandbox::start`
 /// before running any guest code.
 pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
@@ -633,6 +687,15 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     if let Some(h) = &cfg.hostname {
         *kernel.hostname.lock().unwrap_or_else(|p| p.into_inner()) = h.as_bytes().to_vec();
     }
+    if let Some(d) = &cfg.domainname {
+        sysctl::set_domainname(d.as_bytes())
+            .map_err(|e| anyhow::anyhow!("domainname {d:?}: {e}"))?;
+    }
+    for (key, value) in &cfg.sysctls {
+        sysctl::set(&kernel, key, value.as_bytes())
+            .map_err(|e| anyhow::anyhow!("linux.sysctl: {key}={value:?}: {e}"))?;
+    }
+    restrict_paths(&vfs, &cfg.masked_paths, &cfg.readonly_paths)?;
 
     let fsctx = fs_context(&vfs, vfs.root(), &cfg.cwd, cfg.user.umask)?;
     let fds = FdTable::new();

@@ -190,6 +190,7 @@ pub static STATUS: &[(&str, Status)] = &[
     ("umount2", Status::Supported),
     ("sync", Status::Supported),
     ("sethostname", Status::Supported),
+    ("setdomainname", Status::Supported),
     ("gettid", Status::Supported),
     ("setxattr", Status::Partial("tmpfs keeps user., trusted. (root) and security. attributes; host files (gofer) only user.; the overlay copies up first. No system.* (POSIX ACLs): EOPNOTSUPP.")),
     ("lsetxattr", Status::Partial("tmpfs keeps user., trusted. (root) and security. attributes; host files (gofer) only user.; the overlay copies up first. No system.* (POSIX ACLs): EOPNOTSUPP.")),

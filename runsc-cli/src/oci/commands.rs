@@ -326,6 +326,10 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             cpus: c.guest_cpus(),
             memory_limit: c.memory_limit(),
             pids_limit: c.pids_limit(),
+            domainname: c.domainname.clone(),
+            sysctls: c.sysctls.clone(),
+            masked_paths: c.masked_paths.clone(),
+            readonly_paths: c.readonly_paths.clone(),
         })?;
         Ok(Arc::new(sandbox))
     })();

@@ -1,8 +1,8 @@
 //! A bundle's config.json (the OCI runtime spec, parsed by `oci-spec`)
 //! turned into what the sandbox needs to load PID 1. Everything we read is
 //! checked here, before any state exists, and an error names the field.
-//! Fields we do not act on yet (capabilities, namespaces, seccomp, masked
-//! paths) are accepted and ignored: the sentry is the
+//! Fields we do not act on yet (capabilities, namespaces other than the
+//! network's, seccomp) are accepted and ignored: the sentry is the
 //! isolation boundary, not the host kernel's features.
 
 use anyhow::{bail, Context};
@@ -76,6 +76,12 @@ pub struct Container {
     /// linux.resources.
     pub resources: Option<oci_spec::runtime::LinuxResources>,
     pub netns: NetNs,
+    pub domainname: Option<String>,
+    /// linux.sysctl, checked against what the sandbox can set.
+    pub sysctls: Vec<(String, String)>,
+    /// linux.maskedPaths and linux.readonlyPaths, normalized.
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
 }
 
 impl Container {
@@ -297,6 +303,33 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             }
         }
     };
+    let linux = spec.linux().as_ref();
+    let mut sysctls = Vec::new();
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        sentry::kernel::sysctl::validate(key, value)
+            .map_err(|e| anyhow::anyhow!("linux.sysctl.{key}: {e}"))?;
+        sysctls.push((key.clone(), value.clone()));
+    }
+    let paths = |field: &str, v: Option<&Vec<String>>| -> anyhow::Result<Vec<String>> {
+        v.into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| normalize(Path::new(p)).with_context(|| format!("linux.{field}[{i}]")))
+            .collect()
+    };
+    let masked_paths = paths("maskedPaths", linux.and_then(|l| l.masked_paths().as_ref()))?;
+    let readonly_paths = paths(
+        "readonlyPaths",
+        linux.and_then(|l| l.readonly_paths().as_ref()),
+    )?;
+    let domainname = spec.domainname().clone().filter(|d| !d.is_empty());
+    if domainname.as_ref().is_some_and(|d| d.len() > 64) {
+        bail!("domainname: longer than 64 bytes");
+    }
     let mut netns = NetNs::Runtime;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
     for n in namespaces.iter().flatten() {
@@ -337,6 +370,10 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             .filter(|p| !p.is_empty()),
         resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
         netns,
+        domainname,
+        sysctls,
+        masked_paths,
+        readonly_paths,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod exit;
 pub mod futex;
 pub mod signal;
+pub mod sysctl;
 pub mod task;
 pub mod task_fs;
 pub mod task_signals;

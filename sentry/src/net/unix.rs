@@ -38,8 +38,6 @@ pub const MIN_RCVBUF: usize = 2304;
 pub const MIN_SNDBUF: usize = 4608;
 /// Per-message overhead counted against the send buffer for packets.
 const MSG_OVERHEAD: usize = 32;
-/// net.core.somaxconn: the largest listen backlog.
-const SOMAXCONN: usize = 4096;
 /// net.unix.max_dgram_qlen: datagrams a receiver queues before senders wait.
 const MAX_DGRAM_QLEN: usize = 512;
 /// offsetof(struct sockaddr_un, sun_path) and sizeof(struct sockaddr_un).
@@ -450,7 +448,7 @@ impl UnixSocket {
         if !self.connection_oriented() {
             return Err(Errno::EOPNOTSUPP);
         }
-        let backlog = (backlog as u32 as usize).min(SOMAXCONN);
+        let backlog = (backlog as u32 as usize).min(crate::kernel::sysctl::somaxconn());
         let mut s = lock(&self.st);
         if s.name.is_none() {
             return Err(Errno::EINVAL);

@@ -174,6 +174,7 @@ table! {
     SYS_setrlimit => sys_thread::setrlimit,
     SYS_sync => sys_file::sync,
     SYS_sethostname => sys_thread::sethostname,
+    SYS_setdomainname => sys_thread::setdomainname,
     SYS_gettid => sys_thread::gettid,
     SYS_tkill => sys_signal::tkill,
     SYS_time => sys_time::time,

@@ -340,13 +340,14 @@ pub fn prctl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 pub fn uname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let mut b = vec![0u8; 65 * 6];
     let host = lock(&t.kernel.hostname).clone();
+    let domain = crate::kernel::sysctl::domainname();
     let fields: [&[u8]; 6] = [
         SYSNAME.as_bytes(),
         &host,
         RELEASE.as_bytes(),
         VERSION.as_bytes(),
         MACHINE.as_bytes(),
-        b"(none)",
+        &domain,
     ];
     for (i, f) in fields.iter().enumerate() {
         let n = f.len().min(64);
@@ -366,6 +367,19 @@ pub fn sethostname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let mut b = vec![0u8; a[1] as usize];
     t.mm.copy_in(a[0], &mut b)?;
     *lock(&t.kernel.hostname) = b;
+    Ok(0)
+}
+
+pub fn setdomainname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    if !t.creds().privileged() {
+        return Err(Errno::EPERM);
+    }
+    if a[1] > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = vec![0u8; a[1] as usize];
+    t.mm.copy_in(a[0], &mut b)?;
+    crate::kernel::sysctl::set_domainname(&b)?;
     Ok(0)
 }
 

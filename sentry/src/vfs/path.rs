@@ -300,6 +300,17 @@ impl Vfs {
             .map_or(root, |(_, x)| x.flags)
     }
 
+    /// The type of the filesystem `d` lies on (the deepest mount above it).
+    pub fn fstype_of(&self, d: &Dentry) -> &'static str {
+        let root = self.root_fs.lock().unwrap_or_else(|p| p.into_inner()).0;
+        let m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        let path = d.path();
+        m.iter()
+            .filter(|(p, _)| is_under(&path, p))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(root, |(_, x)| x.fstype)
+    }
+
     /// Removes the mount at absolute `path`; false if nothing is mounted there.
     pub fn unmount(&self, path: &[u8]) -> bool {
         self.mounts

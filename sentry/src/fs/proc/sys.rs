@@ -1,9 +1,11 @@
 //! /proc/sys: the sysctls programs read. Values are ours (the sandbox's
-//! kernel identity and limits), read-only except kernel/hostname.
+//! kernel identity and limits), read-only except the tunables of
+//! kernel::sysctl.
 
 use super::{dir, file, random_uuid, rw_file, text, Builder, Node, Owner, ProcFs, Table};
 use crate::errno::{Errno, KResult};
-use crate::kernel::task::{current, lock};
+use crate::kernel::sysctl;
+use crate::kernel::task::current;
 use crate::kernel::{Kernel, RELEASE, SYSNAME, VERSION};
 use std::sync::Arc;
 
@@ -58,44 +60,40 @@ fn sys_fs(fs: &Arc<ProcFs>) -> Arc<Node> {
     )
 }
 
-fn hostname_node(fs: &Arc<ProcFs>) -> Arc<Node> {
-    rw_file(
-        fs,
-        "sys/kernel/hostname",
-        &Owner::Kernel,
-        |k: &Arc<Kernel>| {
-            let mut h = lock(&k.hostname).clone();
-            h.push(b'\n');
-            Ok(h)
-        },
-        |k: &Arc<Kernel>, buf: &[u8]| -> KResult<()> {
-            // Like sethostname(2): root only, at most 64 bytes.
-            if current().is_some_and(|t| t.creds().euid != 0) {
-                return Err(Errno::EPERM);
-            }
-            let mut name = buf.to_vec();
-            if let Some(i) = name.iter().position(|&c| c == b'\n' || c == 0) {
-                name.truncate(i);
-            }
-            if name.len() > 64 {
-                return Err(Errno::EINVAL);
-            }
-            *lock(&k.hostname) = name;
-            Ok(())
-        },
-    )
+/// A sysctl the kernel acts on (kernel::sysctl): root may write it.
+fn tunable(fs: &Arc<ProcFs>, path: &'static str, key: &'static str) -> Builder {
+    let fs = fs.clone();
+    Box::new(move || {
+        rw_file(
+            &fs,
+            path,
+            &Owner::Kernel,
+            move |k: &Arc<Kernel>| sysctl::get(k, key).ok_or(Errno::ENOENT),
+            move |k: &Arc<Kernel>, buf: &[u8]| -> KResult<()> {
+                if current().is_some_and(|t| t.creds().euid != 0) {
+                    return Err(Errno::EPERM);
+                }
+                sysctl::set(k, key, buf)
+            },
+        )
+    })
 }
 
 fn sys_kernel(fs: &Arc<ProcFs>) -> Arc<Node> {
-    let f = fs.clone();
     let boot_id = fs.boot_id.clone();
     subdir(
         fs,
         "sys/kernel",
         vec![
             ("cap_last_cap", val(fs, "sys/kernel/cap_last_cap", "40")),
-            ("domainname", val(fs, "sys/kernel/domainname", "(none)")),
-            ("hostname", Box::new(move || hostname_node(&f))),
+            (
+                "domainname",
+                tunable(fs, "sys/kernel/domainname", "kernel.domainname"),
+            ),
+            (
+                "hostname",
+                tunable(fs, "sys/kernel/hostname", "kernel.hostname"),
+            ),
             ("ngroups_max", val(fs, "sys/kernel/ngroups_max", "65536")),
             ("osrelease", val(fs, "sys/kernel/osrelease", RELEASE)),
             ("ostype", val(fs, "sys/kernel/ostype", SYSNAME)),
@@ -137,16 +135,48 @@ fn sys_net(fs: &Arc<ProcFs>) -> Arc<Node> {
     subdir(
         fs,
         "sys/net",
-        vec![("core", {
-            let fs = fs.clone();
-            Box::new(move || {
-                subdir(
-                    &fs,
-                    "sys/net/core",
-                    vec![("somaxconn", val(&fs, "sys/net/core/somaxconn", "4096"))],
-                )
-            })
-        })],
+        vec![
+            ("core", {
+                let fs = fs.clone();
+                Box::new(move || {
+                    subdir(
+                        &fs,
+                        "sys/net/core",
+                        vec![(
+                            "somaxconn",
+                            tunable(&fs, "sys/net/core/somaxconn", "net.core.somaxconn"),
+                        )],
+                    )
+                })
+            }),
+            ("ipv4", {
+                let fs = fs.clone();
+                Box::new(move || {
+                    subdir(
+                        &fs,
+                        "sys/net/ipv4",
+                        vec![
+                            (
+                                "ip_unprivileged_port_start",
+                                tunable(
+                                    &fs,
+                                    "sys/net/ipv4/ip_unprivileged_port_start",
+                                    "net.ipv4.ip_unprivileged_port_start",
+                                ),
+                            ),
+                            (
+                                "ping_group_range",
+                                tunable(
+                                    &fs,
+                                    "sys/net/ipv4/ping_group_range",
+                                    "net.ipv4.ping_group_range",
+                                ),
+                            ),
+                        ],
+                    )
+                })
+            }),
+        ],
     )
 }
 

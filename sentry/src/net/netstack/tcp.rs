@@ -6,7 +6,7 @@
 
 use super::{
     bindable, fin_received, from_endpoint, listen_addrs, route, stack, tcp_socket, to_endpoint,
-    Binding, Inner, BUF_SIZE, PROTO_TCP, SOMAXCONN,
+    Binding, Inner, BUF_SIZE, PROTO_TCP,
 };
 use crate::errno::{Errno, KResult};
 use crate::fs::{lock, next_ino};
@@ -223,7 +223,7 @@ impl TcpSocket {
         if !bindable(addr.ip()) {
             return Err(Errno::EADDRNOTAVAIL);
         }
-        if addr.port() != 0 && addr.port() < 1024 && !t.creds().privileged() {
+        if crate::kernel::sysctl::port_is_privileged(addr.port()) && !t.creds().privileged() {
             return Err(Errno::EACCES);
         }
         let b = Binding {
@@ -240,7 +240,7 @@ impl TcpSocket {
     }
 
     fn do_listen(&self, backlog: i32) -> KResult<()> {
-        let backlog = (backlog.max(0) as usize).min(SOMAXCONN);
+        let backlog = (backlog.max(0) as usize).min(crate::kernel::sysctl::somaxconn());
         let mut s = lock(&self.st);
         let s = &mut *s;
         match s.conn {

@@ -153,7 +153,7 @@ impl UdpSocket {
         if !bindable(addr.ip()) {
             return Err(Errno::EADDRNOTAVAIL);
         }
-        if addr.port() != 0 && addr.port() < 1024 && !t.creds().privileged() {
+        if crate::kernel::sysctl::port_is_privileged(addr.port()) && !t.creds().privileged() {
             return Err(Errno::EACCES);
         }
         stack().with(|n| self.bind_locked(s, n, addr))?;
