@@ -878,6 +878,28 @@ fn cgroup_resources_update_events_and_delete() {
         "update -r",
     );
     assert_eq!(read_trim(&cg_file("memory", &path, mem_file)), "104857600");
+    // The guest's view follows the update.
+    let view = |what: &str| {
+        let o = b.runsc(&[
+            "exec",
+            "c1",
+            "sh",
+            "-c",
+            "nproc; grep MemTotal /proc/meminfo | tr -s ' '",
+        ]);
+        assert_code(&o, 0, what);
+        o.stdout_str()
+    };
+    assert_eq!(view("exec after update"), "1\nMemTotal: 102400 kB\n");
+    assert_code(
+        &b.runsc(&["update", "--cpu-quota", "200000", "--memory", "-1", "c1"]),
+        0,
+        "update to 2 CPUs",
+    );
+    let host_cpus = std::thread::available_parallelism().unwrap().get().min(2);
+    let v = view("exec after the second update");
+    assert!(v.starts_with(&format!("{host_cpus}\n")), "{v}");
+    assert!(!v.contains("102400"), "MemTotal is the host's again: {v}");
     // Errors name the field.
     std::fs::write(
         &rfile,

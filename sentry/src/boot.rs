@@ -16,7 +16,7 @@ use crate::vfs::path::MountFlags;
 use crate::vfs::{Dentry, FdTable, File, FsContext, Vfs};
 use anyhow::{bail, Context as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 pub struct BootConfig {
@@ -76,29 +76,49 @@ pub struct BootConfig {
     pub readonly_paths: Vec<String>,
 }
 
-/// What the guest is told about the machine (set once, at `prepare`).
-static GUEST_CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-static GUEST_MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-static GUEST_PIDS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+/// What the guest is told about the machine: set at `prepare`, changed by
+/// `set_guest_limits` (`runsc update`); 0 stands for "no limit".
+static GUEST_CPUS: AtomicUsize = AtomicUsize::new(0);
+static GUEST_MEMORY: AtomicU64 = AtomicU64::new(0);
+static GUEST_PIDS: AtomicU64 = AtomicU64::new(0);
+
+/// The container's resource limits as the guest sees and feels them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// CPUs shown (nproc, sched_getaffinity, /proc/cpuinfo, /sys).
+    pub cpus: Option<usize>,
+    /// /proc/meminfo's MemTotal and sysinfo's totalram, in bytes.
+    pub memory: Option<u64>,
+    /// Guest tasks beyond it make fork/clone fail with EAGAIN.
+    pub pids: Option<u64>,
+}
+
+/// Replaces the guest's limits (`None`: none, the host's view).
+pub fn set_guest_limits(l: GuestLimits) {
+    GUEST_CPUS.store(l.cpus.unwrap_or(0), Ordering::Relaxed);
+    GUEST_MEMORY.store(l.memory.unwrap_or(0), Ordering::Relaxed);
+    GUEST_PIDS.store(l.pids.unwrap_or(0), Ordering::Relaxed);
+}
 
 /// The container's pids limit, if it has one.
 pub fn guest_pids_limit() -> Option<u64> {
-    GUEST_PIDS.get().copied()
+    Some(GUEST_PIDS.load(Ordering::Relaxed)).filter(|p| *p > 0)
 }
 
 /// CPUs the guest sees: the container's (BootConfig::cpus), else the
 /// host's available parallelism.
 pub fn guest_cpus() -> usize {
-    GUEST_CPUS.get().copied().unwrap_or_else(|| {
-        std::thread::available_parallelism()
+    match GUEST_CPUS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
-    })
+            .unwrap_or(1),
+        n => n,
+    }
 }
 
 /// The container's memory limit, if it has one.
 pub fn guest_memory_limit() -> Option<u64> {
-    GUEST_MEMORY.get().copied()
+    Some(GUEST_MEMORY.load(Ordering::Relaxed)).filter(|m| *m > 0)
 }
 
 /// A bind mount of one host file, served as a sandbox-private tmpfs copy
@@ -594,15 +614,11 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         bail!("no command given");
     }
     forward_host_signals_setup();
-    if let Some(n) = cfg.cpus.filter(|n| *n > 0) {
-        let _ = GUEST_CPUS.set(n);
-    }
-    if let Some(m) = cfg.memory_limit.filter(|m| *m > 0) {
-        let _ = GUEST_MEMORY.set(m);
-    }
-    if let Some(p) = cfg.pids_limit.filter(|p| *p > 0) {
-        let _ = GUEST_PIDS.set(p);
-    }
+    set_guest_limits(GuestLimits {
+        cpus: cfg.cpus,
+        memory: cfg.memory_limit,
+        pids: cfg.pids_limit,
+    });
     crate::net::set_network_mode(cfg.network);
     let cfg_take_interfaces = cfg.take_interfaces;
     let mf = Arc::new(MemoryFile::new()?);

@@ -200,6 +200,12 @@ pub fn sandbox_pids_max(guest: u64) -> u64 {
     guest.saturating_mul(2).saturating_add(64)
 }
 
+/// The guest's pids limit a host pids.max was written for (the inverse of
+/// `sandbox_pids_max`).
+fn guest_pids_of(host_max: u64) -> u64 {
+    host_max.saturating_sub(64) / 2
+}
+
 /// v1 cpu.shares → v2 cpu.weight, as runc converts.
 fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
@@ -715,6 +721,63 @@ impl Cgroup {
             "blkio": {},
             "hugetlb": {},
         })
+    }
+
+    /// The limits the guest should see, read back from the cgroup files
+    /// (after `apply`, so `runsc update` reaches the guest): the memory
+    /// limit, the pids limit, and the CPUs the cpuset and the CFS quota
+    /// allow (rounded up).
+    pub fn guest_limits(&self) -> sentry::boot::GuestLimits {
+        let v2 = self.version == Version::V2;
+        let read = |ctrl: &str, file: &str| -> Option<String> {
+            let d = self.dir(ctrl)?;
+            Some(
+                std::fs::read_to_string(d.join(file))
+                    .ok()?
+                    .trim()
+                    .to_string(),
+            )
+        };
+        // v1 shows "no limit" as a page-rounded i64::MAX.
+        let limit = |t: Option<String>| {
+            t.and_then(|t| t.parse::<u64>().ok())
+                .filter(|v| *v < 1 << 62)
+        };
+        let memory = if v2 {
+            limit(read("memory", "memory.max"))
+        } else {
+            limit(read("memory", "memory.limit_in_bytes"))
+        };
+        let pids = limit(read("pids", "pids.max")).map(guest_pids_of);
+        let (quota, period) = if v2 {
+            let t = read("cpu", "cpu.max").unwrap_or_default();
+            let mut w = t.split_whitespace();
+            (
+                w.next().and_then(|q| q.parse::<i64>().ok()),
+                w.next().and_then(|p| p.parse::<u64>().ok()),
+            )
+        } else {
+            (
+                read("cpu", "cpu.cfs_quota_us").and_then(|q| q.parse::<i64>().ok()),
+                read("cpu", "cpu.cfs_period_us").and_then(|p| p.parse::<u64>().ok()),
+            )
+        };
+        let by_quota = match (quota, period) {
+            (Some(q), Some(p)) if q > 0 && p > 0 => Some((q as u64).div_ceil(p).max(1) as usize),
+            _ => None,
+        };
+        let set = if v2 {
+            read("cpuset", "cpuset.cpus.effective")
+        } else {
+            read("cpuset", "cpuset.cpus")
+        };
+        let by_set = set.as_deref().and_then(cpuset_count).filter(|n| *n > 0);
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = match (by_set.filter(|n| *n < host), by_quota) {
+            (None, None) => None,
+            (s, q) => Some(s.unwrap_or(host).min(q.unwrap_or(usize::MAX))),
+        };
+        sentry::boot::GuestLimits { cpus, memory, pids }
     }
 
     /// Memory in use by the sandbox, in bytes.

@@ -1251,12 +1251,29 @@ fn live_cgroup(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State,
 }
 
 /// `runsc update`: applies new resource limits to a running container's
-/// cgroup. The guest's own view (/proc/meminfo, CPU count) stays what it
-/// was at boot.
+/// cgroup, then gives the guest the same view (/proc/meminfo, CPU count,
+/// the pids limit fork obeys).
 pub fn update(g: &GlobalOpts, id: &str, o: &UpdateOpts) -> anyhow::Result<()> {
     let r = update_resources(o)?;
-    let (_dir, _st, cg) = live_cgroup(g, id)?;
-    cg.apply(&r)
+    let (dir, st, cg) = live_cgroup(g, id)?;
+    cg.apply(&r)?;
+    if dir.status(&st) == Status::Paused {
+        // A frozen sandbox cannot answer; runc too only writes the cgroup.
+        tracing::warn!("container {id} is paused: the guest keeps its view of the old limits");
+        return Ok(());
+    }
+    // The guest sees (and its pids limit follows) what the cgroup now says.
+    let l = cg.guest_limits();
+    let req = control::Request::Update {
+        cpus: l.cpus,
+        memory: l.memory,
+        pids: l.pids,
+    };
+    let reply = control::call(&dir.control_socket(), &req, Some(Duration::from_secs(10)))?;
+    if let Some(e) = reply.error {
+        bail!("updating the sandbox's limits: {e}");
+    }
+    Ok(())
 }
 
 /// `runsc events [--stats] [--interval N] ID`: runc's stats event

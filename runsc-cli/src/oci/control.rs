@@ -37,6 +37,12 @@ pub enum Request {
         pid: i32,
         signal: i32,
     },
+    /// New resource limits for the guest (`runsc update`); None: no limit.
+    Update {
+        cpus: Option<usize>,
+        memory: Option<u64>,
+        pids: Option<u64>,
+    },
 }
 
 /// What `Exec` runs.
@@ -379,6 +385,10 @@ fn answer(
             exit_code: Some(exit.wait()),
             ..Reply::default()
         },
+        Request::Update { cpus, memory, pids } => {
+            sentry::boot::set_guest_limits(sentry::boot::GuestLimits { cpus, memory, pids });
+            Reply::default()
+        }
     })
 }
 
