@@ -10,7 +10,8 @@
 //!   line. `stream` moves BYTES in 64 KiB writes and reports MB/s; `rr`
 //!   does COUNT 1-byte ping-pongs and reports microseconds per round
 //!   trip. Only the transfer loop is timed, not process start-up.
-//! * `--inner serve`: listens on 127.0.0.1 (port 0), prints `port=P`, and
+//! * `--inner serve [ADDR]`: listens on ADDR (default 127.0.0.1; port
+//!   0), prints `port=P`, and
 //!   serves one connection: a first byte `s` makes it a sink (it answers
 //!   the byte count when the client shuts down its side), `r` an echo
 //!   server. The driver uses it for traffic from the host into the
@@ -18,6 +19,12 @@
 //! * Driver (no `--inner`): runs every workload natively and under
 //!   `runsc do --network=MODE` for MODE in sandbox and host, `--reps` times
 //!   interleaved, and prints medians and ratios to native.
+//! * The "via veth" rows (root and iproute2 needed) put the server in a
+//!   network namespace of its own reached through a veth pair, as docker's
+//!   bridge mode does: natively (`ip netns exec`), and as an OCI container
+//!   (`runsc run` of a bundle naming the namespace, root "/") whose
+//!   interface the sandbox's stack takes over, or served by host sockets
+//!   in that namespace with `--network=host`.
 
 #[path = "common.rs"]
 mod common;
@@ -44,7 +51,7 @@ usage:
       (default 3) and ratios to native.
   net-bench --inner stream tcp|unix BYTES
   net-bench --inner rr tcp|unix COUNT
-  net-bench --inner serve";
+  net-bench --inner serve [ADDR]";
 
 fn die(msg: String) -> ! {
     eprintln!("net-bench: {msg}");
@@ -162,9 +169,9 @@ fn rr(mut c: Boxed, mut s: Boxed, count: u64) -> f64 {
     us
 }
 
-/// The server end of host-to-sandbox runs.
-fn serve() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| die(format!("bind: {e}")));
+/// The server end of host-to-sandbox runs, listening on `addr`.
+fn serve(addr: &str) {
+    let l = TcpListener::bind((addr, 0)).unwrap_or_else(|e| die(format!("bind {addr}: {e}")));
     let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
     println!("port={port}");
     let _ = std::io::stdout().flush();
@@ -205,7 +212,8 @@ fn inner(args: &[String]) {
                 println!("us={:.2}", rr(c, s, n));
             }
         }
-        [role] if role == "serve" => serve(),
+        [role] if role == "serve" => serve("127.0.0.1"),
+        [role, addr] if role == "serve" => serve(addr),
         _ => die(USAGE.into()),
     }
 }
@@ -258,9 +266,189 @@ fn run_inner(mode: Mode, runsc: &PathBuf, args: &[&str]) -> Result<f64, String> 
         })
 }
 
+/// A network namespace with a veth pair to the host (host side
+/// 10.237.N.1/24, namespace side .2), removed on drop.
+struct NetNs {
+    name: String,
+    host_if: String,
+    ns_ip: std::net::Ipv4Addr,
+}
+
+impl NetNs {
+    fn new() -> Result<NetNs, String> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("needs root (network namespaces)".into());
+        }
+        let id = std::process::id();
+        let n = (id % 250 + 1) as u8;
+        let ns = NetNs {
+            name: format!("nb{id}"),
+            host_if: format!("nb{id}h"),
+            ns_ip: std::net::Ipv4Addr::new(10, 237, n, 2),
+        };
+        let peer = format!("nb{id}c");
+        let host_ip = format!("10.237.{n}.1");
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let o = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e} (install iproute2)"))?;
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ))
+            }
+        };
+        ip(&["netns", "add", &ns.name])?;
+        let in_ns = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &ns.name, "ip"];
+            a.extend(args);
+            ip(&a)
+        };
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])?;
+        ip(&["link", "set", &peer, "netns", &ns.name])?;
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &ns.host_if])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        in_ns(&["addr", "add", &format!("{}/24", ns.ns_ip), "dev", &peer])?;
+        in_ns(&["link", "set", &peer, "up"])?;
+        in_ns(&["link", "set", "lo", "up"])?;
+        in_ns(&["route", "add", "default", "via", &host_ip])?;
+        Ok(ns)
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// An OCI bundle (root "/", read-only) that runs `args` in network
+/// namespace `netns`, and a state root for `runsc run`; removed on drop.
+struct Bundle {
+    dir: PathBuf,
+}
+
+impl Bundle {
+    fn new(runsc: &PathBuf, netns: &str, args: &[String]) -> Result<Bundle, String> {
+        let dir = std::env::temp_dir().join(format!("net-bench-bundle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("state")).map_err(|e| e.to_string())?;
+        let b = Bundle { dir };
+        let o = Command::new(runsc)
+            .args(["spec", "--bundle"])
+            .arg(&b.dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(format!(
+                "runsc spec: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        let path = b.dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut c: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        c["process"]["args"] = serde_json::json!(args);
+        c["process"]["terminal"] = serde_json::Value::Bool(false);
+        c["root"] = serde_json::json!({"path": "/", "readonly": true});
+        let nss = c["linux"]["namespaces"]
+            .as_array_mut()
+            .ok_or("config.json: no linux.namespaces")?;
+        nss.retain(|n| n["type"] != "network");
+        nss.push(serde_json::json!({"type": "network", "path": netns}));
+        std::fs::write(&path, c.to_string()).map_err(|e| e.to_string())?;
+        Ok(b)
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server command for a "via veth" run: natively in the namespace, or
+/// `runsc run` of a bundle naming it (kept alive by the returned guard).
+fn netns_server(
+    mode: Mode,
+    runsc: &PathBuf,
+    ns: &NetNs,
+) -> Result<(Command, Option<Bundle>), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let me = me.to_string_lossy().into_owned();
+    if mode == Mode::Native {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns", "exec", &ns.name, &me, "--inner", "serve", "0.0.0.0",
+        ]);
+        return Ok((c, None));
+    }
+    let args: Vec<String> = [me.as_str(), "--inner", "serve", "0.0.0.0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let b = Bundle::new(runsc, &ns.path(), &args)?;
+    let mut c = Command::new(runsc);
+    c.arg("--root")
+        .arg(b.dir.join("state"))
+        .arg(format!("--network={}", mode.name()))
+        .args(["run", "--bundle"])
+        .arg(&b.dir)
+        .arg(format!("nb{}", std::process::id()));
+    Ok((c, Some(b)))
+}
+
 /// From the host into a server running in `mode`: MB/s or µs per trip.
 fn run_from_host(mode: Mode, runsc: &PathBuf, rr_mode: bool, n: u64) -> Result<f64, String> {
-    let mut child = command(mode, runsc, &["serve"])
+    if mode == Mode::Sandbox {
+        return Err("n/a: the stack of `runsc do` has loopback only (see the veth rows)".into());
+    }
+    let cmd = command(mode, runsc, &["serve"]);
+    drive_server(cmd, std::net::Ipv4Addr::LOCALHOST, rr_mode, n)
+}
+
+/// As `run_from_host`, into a server behind a veth pair, in a namespace
+/// made for this run: the sandbox's stack takes the interface's address
+/// away from the host kernel, as gVisor's does, so a namespace serves one
+/// container.
+fn run_via_veth(mode: Mode, runsc: &PathBuf, rr_mode: bool, n: u64) -> Result<f64, String> {
+    let ns = NetNs::new()?;
+    let (cmd, _bundle) = netns_server(mode, runsc, &ns)?;
+    drive_server(cmd, ns.ns_ip, rr_mode, n)
+}
+
+/// Starts `cmd` (a `serve` role), connects to `ip`:its port and measures.
+fn drive_server(
+    mut cmd: Command,
+    ip: std::net::Ipv4Addr,
+    rr_mode: bool,
+    n: u64,
+) -> Result<f64, String> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -284,7 +472,7 @@ fn run_from_host(mode: Mode, runsc: &PathBuf, rr_mode: bool, n: u64) -> Result<f
     };
     let r = (|| -> Result<f64, String> {
         let mut c = TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            &std::net::SocketAddr::from((ip, port)),
             Duration::from_secs(5),
         )
         .map_err(|e| {
@@ -395,6 +583,16 @@ fn main() -> ExitCode {
             "us",
             Box::new(|m| run_from_host(m, &runsc, true, rr_n)),
         ),
+        (
+            "host -> veth tcp stream",
+            "MB/s",
+            Box::new(|m| run_via_veth(m, &runsc, false, mib << 20)),
+        ),
+        (
+            "host -> veth tcp 1-byte rr",
+            "us",
+            Box::new(|m| run_via_veth(m, &runsc, true, rr_n)),
+        ),
     ];
     println!(
         "{:<28} {:>6} {:>12} {:>12} {:>12} {:>10} {:>10}",
@@ -420,6 +618,7 @@ fn main() -> ExitCode {
             .collect();
         let cell = |i: usize| match med[i] {
             Some(v) => format!("{v:.1}"),
+            None if errs[i].as_deref().is_some_and(|e| e.starts_with("n/a")) => "n/a".into(),
             None => "failed".into(),
         };
         let ratio = |i: usize| match (med[0], med[i]) {
