@@ -1218,3 +1218,114 @@ fn masked_readonly_paths_and_sysctls_match_runc() {
     let o = b.runsc(&["run", "--bundle", &b.dir(), "m3"]);
     assert_fails_with(&o, "invalid value \"x\"", "bad sysctl value");
 }
+
+/// linux.namespaces "user" with uid/gid mappings (docker's userns-remap):
+/// the image, owned by the mapped host ids, is root's inside; host ids
+/// outside the mappings show as 65534; files made inside get mapped host
+/// ids. runc (Debian's) on the same bundle is the oracle.
+#[test]
+fn user_namespace_mappings_match_runc() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPING: user namespace mappings need root");
+        return;
+    }
+    let b = Bundle::new("userns");
+    let rootfs = b.base.join("bundle/rootfs");
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::write(rootfs.join("data/mine"), "x").unwrap();
+    std::fs::write(rootfs.join("data/hosts-root"), "y").unwrap();
+    // The whole image belongs to the mapped root, as docker chowns it...
+    let chown_tree = Command::new("chown")
+        .args(["-R", "-h", "200000:200000"])
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(chown_tree.success());
+    // ...but for one file of the host's root and one of a mapped user.
+    std::os::unix::fs::lchown(rootfs.join("data/hosts-root"), Some(0), Some(0)).unwrap();
+    std::os::unix::fs::lchown(rootfs.join("data/mine"), Some(201000), Some(201000)).unwrap();
+    let script = "id -u; id -g; stat -c '%u:%g %n' / /bin /data/mine /data/hosts-root; \
+         echo new > /data/new && chown 1000:1001 /data/new && stat -c '%u:%g %n' /data/new; \
+         echo z > /data/hosts-root 2>/dev/null || echo refused; \
+         chown 0 /data/hosts-root 2>/dev/null || echo chown-refused";
+    b.set_script(script, |c| {
+        c["root"]["readonly"] = Value::Bool(false);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+        // Docker's default capabilities (`runsc spec`'s, like runc's, lack
+        // CAP_CHOWN).
+        let caps = serde_json::json!([
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE"
+        ]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = caps.clone();
+        }
+    });
+    let owner = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(rootfs.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    let expected = "0\n0\n0:0 /\n0:0 /bin\n1000:1000 /data/mine\n65534:65534 /data/hosts-root\n\
+                    1000:1001 /data/new\nrefused\nchown-refused\n";
+
+    let runc = Path::new("/usr/sbin/runc");
+    assert!(
+        runc.exists(),
+        "runc missing: install docker.io (the CI script does)"
+    );
+    let mut cmd = Command::new(runc);
+    cmd.arg("--root").arg(b.base.join("runc-state")).args([
+        "run",
+        "--bundle",
+        &b.dir(),
+        "runc-userns",
+    ]);
+    let native = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+    assert_code(&native, 0, "runc run");
+    assert_eq!(native.stdout_str(), expected, "runc: {native:?}");
+    assert_eq!(owner("data/new"), (201000, 201001), "runc's new file");
+    std::fs::remove_file(rootfs.join("data/new")).unwrap();
+
+    // Without the overlay, so the guest's writes reach the image.
+    let o = b.runsc(&["--overlay=false", "run", "--bundle", &b.dir(), "u1"]);
+    assert_code(&o, 0, "runsc run");
+    assert_eq!(o.stdout_str(), expected, "{o:?}");
+    assert_eq!(
+        owner("data/new"),
+        (201000, 201001),
+        "the sandbox's new file"
+    );
+    assert_eq!(owner("data/hosts-root"), (0, 0));
+
+    // Mappings the kernel would refuse are named.
+    b.set_script("true", |c| {
+        c["linux"]["uidMappings"] =
+            serde_json::json!([{"containerID": 1, "hostID": 200000, "size": 10}]);
+    });
+    let o = b.runsc(&["run", "--bundle", &b.dir(), "u2"]);
+    assert_fails_with(
+        &o,
+        "linux.uidMappings: container id 0 must be mapped",
+        "no root mapping",
+    );
+}

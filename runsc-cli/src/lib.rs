@@ -6,3 +6,4 @@
 pub mod gofer_process;
 pub mod logging;
 pub mod oci;
+pub mod userns;

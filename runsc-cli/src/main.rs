@@ -379,6 +379,10 @@ struct GoferArgs {
     /// Let the sandbox connect to host Unix sockets found in the tree.
     #[arg(long)]
     host_uds: bool,
+    /// Make a user namespace, announce it on this fd, wait there until
+    /// the maps are written, then become its root.
+    #[arg(long)]
+    userns_sync_fd: Option<i32>,
 }
 
 fn main() {
@@ -420,6 +424,9 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
     match cli.cmd {
         Command::Gofer(a) => {
             raise_nofile();
+            if let Some(fd) = a.userns_sync_fd {
+                runsc_cli::userns::become_root(fd)?;
+            }
             gofer::run_with(&a.root, a.fd, !a.rw, a.host_uds)?;
             Ok(0)
         }

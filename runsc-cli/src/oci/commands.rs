@@ -292,20 +292,25 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
         }
         let mut file_mounts = Vec::new();
         for (dest, src, ro) in &c.file_mounts {
-            file_mounts.push(read_file_mount(dest, src, *ro)?);
+            file_mounts.push(read_file_mount(dest, src, *ro, c.userns.as_ref())?);
         }
         let mut gofer_mounts = Vec::new();
         for (dest, src, ro) in &c.bind_mounts {
             gofer_mounts.push(sentry::boot::GoferMount {
                 dest: dest.clone(),
-                gofer: crate::gofer_process::spawn_gofer(src, !ro)
+                gofer: crate::gofer_process::spawn_gofer_in(src, !ro, false, c.userns.as_ref())
                     .with_context(|| format!("bind mount {}", src.display()))?,
                 readonly: *ro,
             });
         }
         let readonly = c.root_readonly;
         let overlay = g.overlay && !readonly;
-        let gofer = crate::gofer_process::spawn_gofer(&c.rootfs, !overlay && !readonly)?;
+        let gofer = crate::gofer_process::spawn_gofer_in(
+            &c.rootfs,
+            !overlay && !readonly,
+            false,
+            c.userns.as_ref(),
+        )?;
         let sandbox = sentry::prepare(sentry::BootConfig {
             argv: c.args.clone(),
             env: c.env.clone(),
@@ -374,6 +379,7 @@ fn read_file_mount(
     dest: &str,
     src: &Path,
     readonly: bool,
+    userns: Option<&crate::userns::IdMaps>,
 ) -> anyhow::Result<sentry::boot::FileMount> {
     use std::os::unix::fs::MetadataExt;
     let ctx = || format!("bind mount of {} at {dest}", src.display());
@@ -394,8 +400,8 @@ fn read_file_mount(
         dest: dest.to_string(),
         data,
         mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
+        uid: userns.map_or(meta.uid(), |m| m.to_container_uid(meta.uid())),
+        gid: userns.map_or(meta.gid(), |m| m.to_container_gid(meta.gid())),
         readonly,
     })
 }

@@ -76,6 +76,9 @@ pub struct Container {
     /// linux.resources.
     pub resources: Option<oci_spec::runtime::LinuxResources>,
     pub netns: NetNs,
+    /// A user namespace (linux.namespaces "user" with linux.uidMappings
+    /// and gidMappings) for the processes that touch host files.
+    pub userns: Option<crate::userns::IdMaps>,
     pub domainname: Option<String>,
     /// linux.sysctl, checked against what the sandbox can set.
     pub sysctls: Vec<(String, String)>,
@@ -331,8 +334,32 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         bail!("domainname: longer than 64 bytes");
     }
     let mut netns = NetNs::Runtime;
+    let mut userns = None;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
     for n in namespaces.iter().flatten() {
+        if n.typ() == oci_spec::runtime::LinuxNamespaceType::User {
+            if n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty()) {
+                bail!(
+                    "linux.namespaces: joining an existing user namespace by path is not supported"
+                );
+            }
+            let ranges = |v: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<crate::userns::IdRange> {
+                v.into_iter()
+                    .flatten()
+                    .map(|m| crate::userns::IdRange {
+                        inside: m.container_id(),
+                        host: m.host_id(),
+                        size: m.size(),
+                    })
+                    .collect()
+            };
+            let maps = crate::userns::IdMaps {
+                uids: ranges(linux.and_then(|l| l.uid_mappings().as_ref())),
+                gids: ranges(linux.and_then(|l| l.gid_mappings().as_ref())),
+            };
+            maps.check()?;
+            userns = Some(maps);
+        }
         if n.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
             netns = match n.path() {
                 Some(p) if !p.as_os_str().is_empty() => NetNs::Path(p.clone()),
@@ -370,6 +397,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
             .filter(|p| !p.is_empty()),
         resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
         netns,
+        userns,
         domainname,
         sysctls,
         masked_paths,
