@@ -1329,3 +1329,61 @@ fn user_namespace_mappings_match_runc() {
         "no root mapping",
     );
 }
+
+/// process.capabilities and noNewPrivileges: `runsc spec`'s (like runc's)
+/// leave root with AUDIT_WRITE, KILL and NET_BIND_SERVICE only, so chown,
+/// mknod and sethostname are refused; runc on the same bundle is the
+/// oracle.
+#[test]
+fn capabilities_match_runc() {
+    let b = Bundle::new("caps");
+    b.set_script(
+        "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; \
+         hostname other 2>/dev/null || echo hostname-refused; \
+         chown 1 /tmp 2>/dev/null || echo chown-refused; \
+         mknod /tmp/n c 1 3 2>/dev/null || echo mknod-refused; \
+         kill -0 1 && echo kill-ok",
+        |c| {
+            c["root"]["readonly"] = Value::Bool(false);
+            c["process"]["noNewPrivileges"] = Value::Bool(true);
+        },
+    );
+    let same_as_runc = |id: &str| {
+        let runc = Path::new("/usr/sbin/runc");
+        assert!(
+            runc.exists(),
+            "runc missing: install docker.io (the CI script does)"
+        );
+        let mut cmd = Command::new(runc);
+        cmd.arg("--root").arg(b.base.join("runc-state")).args([
+            "run",
+            "--bundle",
+            &b.dir(),
+            &format!("runc-{id}"),
+        ]);
+        let native = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+        assert_code(&native, 0, "runc run");
+        let o = b.runsc(&["run", "--bundle", &b.dir(), id]);
+        assert_code(&o, 0, "runsc run");
+        assert_eq!(
+            o.stdout_str(),
+            native.stdout_str(),
+            "runsc: {o:?}\nrunc: {native:?}"
+        );
+        o.stdout_str()
+    };
+    let out = same_as_runc("c1");
+    assert!(out.contains("CapEff:\t0000000020000420"), "{out}");
+    assert!(out.contains("chown-refused"), "{out}");
+
+    // A non-root user keeps only the ambient set through exec: the
+    // default one, then none.
+    b.set_script("grep -E '^Cap(Prm|Eff)' /proc/self/status", |c| {
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    });
+    assert!(same_as_runc("c2").contains("CapEff:\t0000000020000420"));
+    b.set_script("grep -E '^Cap(Prm|Eff)' /proc/self/status", |c| {
+        c["process"]["capabilities"]["ambient"] = serde_json::json!([]);
+    });
+    assert!(same_as_runc("c3").contains("CapEff:\t0000000000000000"));
+}

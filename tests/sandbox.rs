@@ -2142,3 +2142,81 @@ fn proc_sys_tunables_take_effect() {
         "1024 ['1', '0']\n80\n70000 EINVAL\n-1 EINVAL\nx EINVAL\n77\nok EACCES ok\nuser EACCES\n"
     );
 }
+
+/// Capabilities: capget/capset, the bounding and ambient sets, keep-caps
+/// across setuid, what execve leaves, and the permission checks that
+/// follow them (chown, kill), compared with a native run as root. Only
+/// the capabilities of interest are printed: the host's root may lack
+/// others.
+#[test]
+fn capabilities_follow_linux_rules() {
+    assert_same_spec(&py(r#"
+    import ctypes, os, errno, functools
+    print = functools.partial(print, flush=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Bits of interest (CHOWN, DAC_OVERRIDE, KILL, SETGID, SETUID, SYS_ADMIN,
+    # MKNOD): the host's root may lack others.
+    MASK = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 21) | (1 << 27)
+    def status():
+        out = []
+        for l in open("/proc/self/status"):
+            if l.startswith("Cap"):
+                out.append("%x" % (int(l.split()[1], 16) & MASK))
+            elif l.startswith("NoNewPrivs"):
+                out.append(l.split()[1])
+        return " ".join(out)
+    def capget(pid=0):
+        hdr = (ctypes.c_uint32 * 2)(0x20080522, pid)
+        data = (ctypes.c_uint32 * 6)()
+        r = libc.capget(hdr, data)
+        if r != 0:
+            return errno.errorcode[ctypes.get_errno()]
+        return "%x %x %x" % (data[0] & MASK, data[1] & MASK, data[2] & MASK)
+    def capset(eff, prm, inh):
+        hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)(eff & 0xffffffff, prm & 0xffffffff, inh & 0xffffffff, eff >> 32, prm >> 32, inh >> 32)
+        r = libc.capset(hdr, data)
+        return r if r == 0 else errno.errorcode[ctypes.get_errno()]
+    def prctl(*a):
+        a = list(a) + [0] * (5 - len(a))
+        r = libc.prctl(*[ctypes.c_ulong(x) for x in a])
+        return r if r >= 0 else errno.errorcode[ctypes.get_errno()]
+    print("root", status())
+    print("capget", capget())
+    hdr = (ctypes.c_uint32 * 2)(1, 0)
+    print("probe", libc.capget(hdr, None), "%x" % hdr[0])
+    hdr = (ctypes.c_uint32 * 2)(1, 0)
+    print("badversion", libc.capget(hdr, (ctypes.c_uint32 * 6)()), errno.errorcode[ctypes.get_errno()])
+    print("bset read/drop/read", prctl(23, 27), prctl(24, 27), prctl(23, 27), prctl(23, 99))
+    print("keepcaps", prctl(7), prctl(8, 1), prctl(7))
+    pid = os.fork()
+    if pid == 0:
+        os.setresgid(1000, 1000, 1000)
+        os.setresuid(1000, 1000, 1000)
+        print("user+keep", status(), "keepcaps", prctl(7))
+        print("capset eff=chown", capset(1, 1, 0))
+        print("after", status())
+        print("capset sysadmin", capset(1 << 21, 1 << 21, 0))
+        print("ambient raise", prctl(47, 2, 0), "inh+", capset(1, 1, 1), prctl(47, 2, 0), prctl(47, 1, 0))
+        print("after amb", status())
+        try:
+            os.kill(os.getppid(), 0)
+            print("kill parent ok")
+        except OSError as e:
+            print("kill parent", errno.errorcode[e.errno])
+        print("nnp", prctl(39), prctl(38, 1), prctl(39))
+        code = "eff = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]; print('exec', hex(int(eff, 16) & MASK))"
+        os.execv("/usr/bin/python3", ["python3", "-c", "MASK = %d; " % MASK + code])
+    os.waitpid(pid, 0)
+    pid = os.fork()
+    if pid == 0:
+        os.setresuid(1000, 1000, 1000)
+        print("plain user", status())
+        try:
+            os.chown("/", 0, 0)
+        except OSError as e:
+            print("chown", errno.errorcode[e.errno])
+        os.setresuid(1000, 1000, 1000)
+        os._exit(0)
+    os.waitpid(pid, 0)"#));
+}

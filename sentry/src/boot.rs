@@ -164,6 +164,9 @@ pub struct User {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub umask: u32,
+    /// Capabilities (OCI process.capabilities, noNewPrivileges); None:
+    /// what the uid has on Linux (all for root, none for others).
+    pub caps: Option<crate::kernel::caps::Caps>,
 }
 
 impl Default for User {
@@ -172,6 +175,7 @@ impl Default for User {
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
+            caps: None,
             umask: 0o022,
         }
     }
@@ -818,6 +822,15 @@ fn creds_of(u: &User) -> Creds {
         sgid: u.gid,
         fsgid: u.gid,
         groups: u.additional_gids.clone(),
+        // The sets the runtime gives are the ones before the program's
+        // execve, which transforms them as any execve does.
+        caps: u.caps.map_or_else(
+            || crate::kernel::caps::Caps::for_uid(u.uid),
+            |mut c| {
+                c.on_exec(u.uid, u.uid);
+                c
+            },
+        ),
     }
 }
 

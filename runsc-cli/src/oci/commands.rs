@@ -858,6 +858,7 @@ fn exec_process(st: &State, o: &ExecOpts) -> anyhow::Result<(control::ExecProces
             gid: u.gid(),
             additional_gids: u.additional_gids().clone().unwrap_or_default(),
             umask,
+            caps: Some(spec::caps_of(&p).into()),
         };
         return Ok((proc_, p.terminal().unwrap_or(false)));
     }
@@ -911,6 +912,7 @@ fn exec_process(st: &State, o: &ExecOpts) -> anyhow::Result<(control::ExecProces
             gid,
             additional_gids,
             umask: base.user.umask,
+            caps: base.user.caps.map(Into::into),
         },
         o.tty,
     ))

@@ -56,6 +56,48 @@ pub struct ExecProcess {
     #[serde(default)]
     pub additional_gids: Vec<u32>,
     pub umask: u32,
+    /// Capability sets; None: what the uid has on Linux.
+    #[serde(default)]
+    pub caps: Option<CapSets>,
+}
+
+/// A task's capability sets, as the control socket carries them.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub bounding: u64,
+    pub ambient: u64,
+    pub no_new_privs: bool,
+}
+
+impl From<sentry::kernel::caps::Caps> for CapSets {
+    fn from(c: sentry::kernel::caps::Caps) -> CapSets {
+        CapSets {
+            effective: c.effective,
+            permitted: c.permitted,
+            inheritable: c.inheritable,
+            bounding: c.bounding,
+            ambient: c.ambient,
+            no_new_privs: c.no_new_privs,
+        }
+    }
+}
+
+impl From<CapSets> for sentry::kernel::caps::Caps {
+    fn from(c: CapSets) -> sentry::kernel::caps::Caps {
+        let all = sentry::kernel::caps::ALL;
+        sentry::kernel::caps::Caps {
+            effective: c.effective & all,
+            permitted: c.permitted & all,
+            inheritable: c.inheritable & all,
+            bounding: c.bounding & all,
+            ambient: c.ambient & all,
+            keep_caps: false,
+            no_new_privs: c.no_new_privs,
+        }
+    }
 }
 
 /// One guest process.
@@ -341,6 +383,7 @@ fn answer(
                     gid: process.gid,
                     additional_gids: process.additional_gids,
                     umask: process.umask,
+                    caps: process.caps.map(Into::into),
                 },
                 stdio: guest,
             })?;
@@ -435,6 +478,7 @@ mod tests {
                 gid: 0,
                 additional_gids: vec![],
                 umask: 0o022,
+                caps: None,
             },
             stdio: vec![1],
         };

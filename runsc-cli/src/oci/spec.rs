@@ -189,6 +189,7 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         gid: u.gid(),
         additional_gids: u.additional_gids().clone().unwrap_or_default(),
         umask: u.umask().unwrap_or(0o022),
+        caps: Some(caps_of(process)),
     };
     if user.umask > 0o777 {
         bail!(
@@ -403,6 +404,28 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         masked_paths,
         readonly_paths,
     })
+}
+
+/// process.capabilities and noNewPrivileges as the task's capability
+/// sets. A set the config leaves out is empty, as runc leaves it.
+pub fn caps_of(p: &oci_spec::runtime::Process) -> sentry::kernel::caps::Caps {
+    use sentry::kernel::caps::{bit, by_name, Caps};
+    let mask = |set: Option<&oci_spec::runtime::Capabilities>| -> u64 {
+        set.into_iter()
+            .flatten()
+            .filter_map(|c| by_name(&c.to_string()))
+            .fold(0, |m, c| m | bit(c))
+    };
+    let c = p.capabilities().as_ref();
+    Caps {
+        effective: mask(c.and_then(|c| c.effective().as_ref())),
+        permitted: mask(c.and_then(|c| c.permitted().as_ref())),
+        inheritable: mask(c.and_then(|c| c.inheritable().as_ref())),
+        bounding: mask(c.and_then(|c| c.bounding().as_ref())),
+        ambient: mask(c.and_then(|c| c.ambient().as_ref())),
+        keep_caps: false,
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+    }
 }
 
 fn convert_hooks(hooks: &[oci_spec::runtime::Hook], field: &str) -> anyhow::Result<Vec<Hook>> {

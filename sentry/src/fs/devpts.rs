@@ -399,7 +399,9 @@ impl Pty {
         node: Arc<dyn Inode>,
         t: Option<&Task>,
     ) -> KResult<Arc<SlaveFile>> {
-        let privileged = t.map(|t| t.creds().privileged()).unwrap_or(true);
+        let privileged = t
+            .map(|t| t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN))
+            .unwrap_or(true);
         {
             let mut st = self.st();
             if !st.master_open || st.locked {
@@ -723,7 +725,7 @@ impl Pty {
             TIOCSTI => {
                 let mut b = [0u8; 1];
                 mm.copy_in(arg, &mut b)?;
-                if !t.creds().privileged() {
+                if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
                     let c = caller(t).ok_or(Errno::ESRCH)?;
                     if master || !self.is_ctty_of(&t.kernel, &c) {
                         return Err(Errno::EPERM);
@@ -748,7 +750,7 @@ impl Pty {
             }
             TIOCGLCKTRMIOS => Self::copy_out(t, arg, &[0u8; tty::TERMIOS_SIZE]),
             TIOCSLCKTRMIOS => {
-                if !t.creds().privileged() {
+                if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
                     return Err(Errno::EPERM);
                 }
                 Ok(0)
@@ -768,7 +770,7 @@ impl Pty {
         if !c.leader() || find_ctty(&t.kernel, c.sid).is_some() {
             return Err(Errno::EPERM);
         }
-        let privileged = t.creds().privileged();
+        let privileged = t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN);
         let mut st = self.st();
         if st
             .session

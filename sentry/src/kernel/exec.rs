@@ -218,6 +218,11 @@ impl CurrentTask {
             };
         }
         *lock(&self.comm) = comm;
+        {
+            let mut c = lock(&self.creds);
+            let (ruid, euid) = (c.ruid, c.euid);
+            c.caps.on_exec(ruid, euid);
+        }
         self.clear_child_tid.store(0, Ordering::SeqCst);
         self.robust_list.store(0, Ordering::SeqCst);
         self.release_vfork_parent();

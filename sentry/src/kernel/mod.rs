@@ -1,6 +1,7 @@
 //! The kernel proper: tasks and thread groups, the PID namespace, credentials,
 //! signals, futexes, timers, exec, exit and wait.
 
+pub mod caps;
 pub mod clone;
 pub mod exec;
 pub mod exit;
@@ -38,28 +39,49 @@ pub struct Creds {
     pub sgid: u32,
     pub fsgid: u32,
     pub groups: Vec<u32>,
+    pub caps: caps::Caps,
 }
 
 impl Creds {
     pub fn root() -> Creds {
         Creds::default()
     }
-    pub fn privileged(&self) -> bool {
-        self.euid == 0
+
+    /// Whether the task holds `cap` (one of kernel::caps) in its
+    /// effective set.
+    pub fn capable(&self, cap: u32) -> bool {
+        self.caps.has(cap)
     }
 
     /// Discretionary access check of `want` (4 read, 2 write, 1 exec or
     /// search) against a file's owner and mode, with the filesystem ids.
-    /// Root has CAP_DAC_OVERRIDE: everything but executing a file with no
-    /// execute bit at all.
+    /// CAP_DAC_OVERRIDE passes everything but executing a file with no
+    /// execute bit at all; CAP_DAC_READ_SEARCH passes reading and
+    /// searching directories.
     pub fn may(&self, st: &crate::vfs::Stat, want: u32) -> bool {
         self.may_as(st, want, self.fsuid, self.fsgid)
     }
 
-    /// As `may`, for explicit ids (access(2) checks with the real ones).
+    /// As `may`, for explicit ids (access(2) checks with the real ones:
+    /// then the capabilities are the ones a real uid of 0 would have).
     pub fn may_as(&self, st: &crate::vfs::Stat, want: u32, uid: u32, gid: u32) -> bool {
-        if uid == 0 {
-            return want & 1 == 0 || st.is_dir() || st.mode & 0o111 != 0;
+        let caps = if uid == self.fsuid {
+            self.caps.effective
+        } else if uid == 0 {
+            self.caps.permitted
+        } else {
+            0
+        };
+        if caps & caps::bit(caps::CAP_DAC_OVERRIDE) != 0
+            && (want & 1 == 0 || st.is_dir() || st.mode & 0o111 != 0)
+        {
+            return true;
+        }
+        if caps & caps::bit(caps::CAP_DAC_READ_SEARCH) != 0
+            && want & 2 == 0
+            && (want & 1 == 0 || st.is_dir())
+        {
+            return true;
         }
         let bits = if st.uid == uid {
             (st.mode >> 6) & 7
@@ -73,7 +95,7 @@ impl Creds {
 
     /// The sticky-bit rule for removing or renaming `child` from `dir`.
     pub fn may_delete(&self, dir: &crate::vfs::Stat, child: &crate::vfs::Stat) -> bool {
-        self.fsuid == 0
+        self.capable(caps::CAP_FOWNER)
             || dir.mode & libc::S_ISVTX == 0
             || self.fsuid == dir.uid
             || self.fsuid == child.uid

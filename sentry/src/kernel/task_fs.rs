@@ -97,7 +97,7 @@ impl Task {
     pub fn may_modify_dir(&self, dir: &Dentry) -> KResult<()> {
         self.writable_mount(dir)?;
         let c = self.creds();
-        if c.fsuid != 0 && !c.may(&dir.inode.stat()?, 3) {
+        if !c.may(&dir.inode.stat()?, 3) {
             return Err(Errno::EACCES);
         }
         Ok(())
@@ -116,11 +116,11 @@ impl Task {
         Ok(())
     }
 
-    /// Only the owner (or root) may change a file's mode or times.
+    /// Only the owner (or CAP_FOWNER) may change a file's mode or times.
     pub fn may_change_attrs(&self, d: &Dentry) -> KResult<()> {
         self.writable_mount(d)?;
         let c = self.creds();
-        if c.fsuid != 0 && c.fsuid != d.inode.stat()?.uid {
+        if !c.capable(crate::kernel::caps::CAP_FOWNER) && c.fsuid != d.inode.stat()?.uid {
             return Err(Errno::EPERM);
         }
         Ok(())

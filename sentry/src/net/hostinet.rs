@@ -828,7 +828,7 @@ impl Socket for HostinetSocket {
                 // Never let a guest name make the host load a module: an
                 // unprivileged Linux caller gets EPERM, a privileged one
                 // ENOENT for an algorithm that is not there.
-                return Err(if t.creds().privileged() {
+                return Err(if t.creds().capable(crate::kernel::caps::CAP_NET_ADMIN) {
                     Errno::ENOENT
                 } else {
                     Errno::EPERM

@@ -392,7 +392,7 @@ impl UnixSocket {
                     return Err(Errno::ECONNREFUSED);
                 }
                 let c = t.creds();
-                if c.fsuid != 0 && !c.may(&st, 2) {
+                if !c.may(&st, 2) {
                     return Err(Errno::EACCES);
                 }
                 Key::Node(st.dev, st.ino)

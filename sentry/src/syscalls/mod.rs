@@ -175,6 +175,8 @@ table! {
     SYS_sync => sys_file::sync,
     SYS_sethostname => sys_thread::sethostname,
     SYS_setdomainname => sys_thread::setdomainname,
+    SYS_capget => sys_thread::capget,
+    SYS_capset => sys_thread::capset,
     SYS_gettid => sys_thread::gettid,
     SYS_tkill => sys_signal::tkill,
     SYS_time => sys_time::time,

@@ -557,8 +557,11 @@ pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             .ok_or(Errno::EBADF),
         libc::F_SETPIPE_SZ => {
             let p = fs::pipe::pipe_of(&*f.ops).ok_or(Errno::EBADF)?;
-            p.set_capacity(a[2], t.creds().privileged())
-                .map(|n| n as u64)
+            p.set_capacity(
+                a[2],
+                t.creds().capable(crate::kernel::caps::CAP_SYS_RESOURCE),
+            )
+            .map(|n| n as u64)
         }
         cmd @ (libc::F_SETLK
         | libc::F_SETLKW

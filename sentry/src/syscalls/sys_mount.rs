@@ -28,7 +28,7 @@ const MS_QUALIFIERS: u64 = libc::MS_NOSUID
     | libc::MS_SILENT;
 
 pub fn mount(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     let flags = a[3] & !0xC0ED_0000u64; // MS_MGC_VAL in the top bits is ignored
@@ -87,7 +87,7 @@ pub fn mount(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 }
 
 pub fn umount2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     let flags = a[1] as i32;
@@ -108,7 +108,7 @@ pub fn umount2(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 /// working directory was the old root (or is the new root's directory)
 /// follow.
 pub fn pivot_root(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     let nr = path_arg(t, a[0])?;

@@ -208,6 +208,30 @@ fn sender_info(t: &CurrentTask, sig: i32, code: i32) -> SigInfo {
     SigInfo::from_sender(sig, code, t.tgid(), t.creds().ruid)
 }
 
+/// check_kill_permission: the sender's real or effective uid is the
+/// target's real or saved uid, or the sender has CAP_KILL; SIGCONT may go
+/// to any process of the sender's session.
+fn may_signal(t: &CurrentTask, ts: &crate::kernel::TaskSet, tgid: i32, sig: i32) -> bool {
+    let me = t.creds();
+    if me.capable(crate::kernel::caps::CAP_KILL) {
+        return true;
+    }
+    let Some(e) = ts.procs.get(&tgid) else {
+        return false;
+    };
+    if sig == libc::SIGCONT && ts.procs.get(&t.tgid()).is_some_and(|m| m.sid == e.sid) {
+        return true;
+    }
+    let Some(target) = e.threads.iter().find_map(|tid| ts.tasks.get(tid)) else {
+        // Every thread gone (a zombie): nothing to refuse.
+        return true;
+    };
+    let c = target.creds();
+    [me.ruid, me.euid]
+        .iter()
+        .any(|u| *u == c.ruid || *u == c.suid)
+}
+
 pub fn kill(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let pid = a[0] as i32;
     let sig = a[1] as i32;
@@ -215,11 +239,11 @@ pub fn kill(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let k = t.kernel.clone();
-    let targets: Vec<_> = {
+    let (targets, refused) = {
         let ts = k.ts();
         let my_pgid = ts.procs.get(&t.tgid()).map(|e| e.pgid).unwrap_or(0);
         let live = |e: &&crate::kernel::ProcEntry| e.zombie.is_none();
-        match pid {
+        let found: Vec<_> = match pid {
             p if p > 0 => ts
                 .procs
                 .get(&p)
@@ -247,10 +271,17 @@ pub fn kill(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
                 .filter(|e| e.pgid == -p)
                 .map(|e| e.tg.clone())
                 .collect(),
-        }
+        };
+        let all = found.len();
+        let allowed: Vec<_> = found
+            .into_iter()
+            .filter(|tg| may_signal(t, &ts, tg.tgid, sig))
+            .collect();
+        let refused = allowed.len() < all;
+        (allowed, refused)
     };
     if targets.is_empty() {
-        return Err(Errno::ESRCH);
+        return Err(if refused { Errno::EPERM } else { Errno::ESRCH });
     }
     if sig != 0 {
         for tg in targets {
@@ -273,6 +304,9 @@ fn send_thread(t: &CurrentTask, tgid: Option<i32>, tid: i32, sig: i32) -> KResul
         return Err(Errno::EINVAL);
     }
     let target = find_task(t, tgid, tid)?;
+    if !may_signal(t, &t.kernel.ts(), target.tgid(), sig) {
+        return Err(Errno::EPERM);
+    }
     if sig != 0 {
         t.kernel
             .send_to_task(&target, sender_info(t, sig, SI_TKILL));

@@ -247,15 +247,15 @@ fn read_control(t: &CurrentTask, addr: u64, len: u64) -> KResult<SendControl> {
 }
 
 /// Linux's scm_check_creds: a sender may claim its own pid and any of its
-/// real/effective/saved ids; root may claim anything.
+/// real/effective/saved ids; CAP_SYS_ADMIN lets it claim any pid,
+/// CAP_SETUID any uid, CAP_SETGID any gid.
 fn check_creds(t: &CurrentTask, c: Ucred) -> KResult<()> {
+    use crate::kernel::caps::{CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN};
     let cr = t.creds();
-    if cr.privileged() {
-        return Ok(());
-    }
-    let uid_ok = [cr.ruid, cr.euid, cr.suid].contains(&c.uid);
-    let gid_ok = [cr.rgid, cr.egid, cr.sgid].contains(&c.gid);
-    if c.pid != t.task.tgid() || !uid_ok || !gid_ok {
+    let pid_ok = c.pid == t.task.tgid() || cr.capable(CAP_SYS_ADMIN);
+    let uid_ok = [cr.ruid, cr.euid, cr.suid].contains(&c.uid) || cr.capable(CAP_SETUID);
+    let gid_ok = [cr.rgid, cr.egid, cr.sgid].contains(&c.gid) || cr.capable(CAP_SETGID);
+    if !pid_ok || !uid_ok || !gid_ok {
         return Err(Errno::EPERM);
     }
     Ok(())

@@ -289,7 +289,7 @@ fn rename_at(
     if flags & RENAME_WHITEOUT != 0 {
         // Whiteout character devices are for overlayfs upper layers,
         // which live in the sentry; a guest cannot make them.
-        return Err(if t.creds().privileged() {
+        return Err(if t.creds().capable(crate::kernel::caps::CAP_MKNOD) {
             Errno::EINVAL
         } else {
             Errno::EPERM
@@ -529,7 +529,7 @@ fn chown_at(
         flags & AT_EMPTY_PATH != 0,
     )?;
     t.writable_mount(&d)?;
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_CHOWN) {
         return Err(Errno::EPERM);
     }
     d.inode.set_owner(owner(uid), owner(gid))?;
@@ -615,7 +615,7 @@ pub fn utimensat(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     // Explicit times: owner or root. "Now": also anyone who may write.
     let c = t.creds();
     let st = d.inode.stat()?;
-    if c.fsuid != 0 && c.fsuid != st.uid {
+    if !c.capable(crate::kernel::caps::CAP_FOWNER) && c.fsuid != st.uid {
         let now_only = a[2] == 0;
         if !now_only || !c.may(&st, 2) {
             return Err(if now_only {
@@ -708,7 +708,11 @@ fn xattr_permission(
     let c = t.creds();
     let denied = if write { Errno::EPERM } else { Errno::ENODATA };
     if name.starts_with(b"trusted.") {
-        return if c.privileged() { Ok(()) } else { Err(denied) };
+        return if c.capable(crate::kernel::caps::CAP_SYS_ADMIN) {
+            Ok(())
+        } else {
+            Err(denied)
+        };
     }
     let st = inode.stat()?;
     if name.starts_with(b"user.") && !st.is_dir() && st.file_type() != libc::S_IFREG {
@@ -757,7 +761,7 @@ fn do_setxattr(t: &CurrentTask, how: XattrTarget, a: &Args) -> KResult<u64> {
 
 fn do_listxattr(t: &CurrentTask, how: XattrTarget, a: &Args) -> KResult<u64> {
     let inode = xattr_inode(t, how, a[0])?;
-    let privileged = t.creds().privileged();
+    let privileged = t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN);
     let mut out = Vec::new();
     for n in inode.listxattr()? {
         // simple_xattr_list(): trusted.* only for CAP_SYS_ADMIN.
@@ -837,7 +841,9 @@ fn mknod_at(t: &CurrentTask, dirfd: i32, path: &[u8], mode: u64, dev: u64) -> KR
     if t.kernel.vfs.child(&dir, &name).is_ok() {
         return Err(Errno::EEXIST);
     }
-    if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK) && !t.creds().privileged() {
+    if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK)
+        && !t.creds().capable(crate::kernel::caps::CAP_MKNOD)
+    {
         return Err(Errno::EPERM);
     }
     let fmt = if fmt == 0 { libc::S_IFREG } else { fmt };
@@ -862,7 +868,7 @@ pub fn chroot(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if !d.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SYS_CHROOT) {
         return Err(Errno::EPERM);
     }
     let fs = t.fs_context();

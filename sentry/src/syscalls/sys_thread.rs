@@ -3,6 +3,7 @@
 
 use super::{path_arg, string_array, Args, EJUSTRETURN};
 use crate::errno::{Errno, KResult};
+use crate::kernel::caps;
 use crate::kernel::clone::CloneArgs;
 use crate::kernel::exit::{WaitOpts, WaitTarget};
 use crate::kernel::task::{lock, CurrentTask, RLIMIT_COUNT};
@@ -323,18 +324,146 @@ pub fn prctl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             if a[1] != 1 || a[2] != 0 || a[3] != 0 || a[4] != 0 {
                 return Err(Errno::EINVAL);
             }
+            lock(&t.creds).caps.no_new_privs = true;
             Ok(0)
         }
-        libc::PR_GET_NO_NEW_PRIVS => Ok(0),
-        libc::PR_GET_KEEPCAPS => Ok(0),
-        libc::PR_CAPBSET_READ => {
-            if a[1] > 40 {
+        libc::PR_GET_NO_NEW_PRIVS => Ok(u64::from(t.creds().caps.no_new_privs)),
+        libc::PR_GET_KEEPCAPS => Ok(u64::from(t.creds().caps.keep_caps)),
+        libc::PR_SET_KEEPCAPS => {
+            if a[1] > 1 {
                 return Err(Errno::EINVAL);
             }
-            Ok(1)
+            lock(&t.creds).caps.keep_caps = a[1] == 1;
+            Ok(0)
+        }
+        libc::PR_CAPBSET_READ => {
+            let cap = cap_arg(a[1])?;
+            Ok(u64::from(t.creds().caps.bounding & caps::bit(cap) != 0))
+        }
+        libc::PR_CAPBSET_DROP => {
+            let cap = cap_arg(a[1])?;
+            let mut c = lock(&t.creds);
+            if !c.capable(caps::CAP_SETPCAP) {
+                return Err(Errno::EPERM);
+            }
+            c.caps.bounding &= !caps::bit(cap);
+            Ok(0)
+        }
+        libc::PR_CAP_AMBIENT => {
+            if a[3] != 0 || a[4] != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let mut c = lock(&t.creds);
+            match a[1] as i32 {
+                libc::PR_CAP_AMBIENT_CLEAR_ALL => {
+                    if a[2] != 0 {
+                        return Err(Errno::EINVAL);
+                    }
+                    c.caps.ambient = 0;
+                    Ok(0)
+                }
+                libc::PR_CAP_AMBIENT_IS_SET => {
+                    Ok(u64::from(c.caps.ambient & caps::bit(cap_arg(a[2])?) != 0))
+                }
+                libc::PR_CAP_AMBIENT_RAISE => {
+                    let b = caps::bit(cap_arg(a[2])?);
+                    if c.caps.permitted & b == 0 || c.caps.inheritable & b == 0 {
+                        return Err(Errno::EPERM);
+                    }
+                    c.caps.ambient |= b;
+                    Ok(0)
+                }
+                libc::PR_CAP_AMBIENT_LOWER => {
+                    c.caps.ambient &= !caps::bit(cap_arg(a[2])?);
+                    Ok(0)
+                }
+                _ => Err(Errno::EINVAL),
+            }
         }
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// A capability number argument: EINVAL past cap_last_cap.
+fn cap_arg(v: u64) -> KResult<u32> {
+    if v > u64::from(caps::LAST_CAP) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(v as u32)
+}
+
+/// capget/capset header versions (<linux/capability.h>): v1 carries one
+/// 32-bit word per set, v2 and v3 two.
+const CAP_V1: u32 = 0x1998_0330;
+const CAP_V2: u32 = 0x2007_1026;
+const CAP_V3: u32 = 0x2008_0522;
+
+/// Reads a capget/capset header: (words per set, pid). An unknown version
+/// gets v3 written back and EINVAL, as cap_validate_magic does.
+fn cap_header(t: &CurrentTask, hdr: u64) -> KResult<(usize, i32)> {
+    let version = t.mm.read_u32(hdr)?;
+    let words = match version {
+        CAP_V1 => 1,
+        CAP_V2 | CAP_V3 => 2,
+        _ => {
+            t.mm.write_u32(hdr, CAP_V3)?;
+            return Err(Errno::EINVAL);
+        }
+    };
+    let pid = t.mm.read_u32(hdr + 4)? as i32;
+    if pid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok((words, pid))
+}
+
+pub fn capget(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    // Without a data pointer it is a version probe: success, with the
+    // preferred version written back if the asked one is unknown.
+    let (words, pid) = match cap_header(t, a[0]) {
+        Err(Errno::EINVAL) if a[1] == 0 => return Ok(0),
+        r => r?,
+    };
+    if a[1] == 0 {
+        return Ok(0);
+    }
+    let c = if pid == 0 || pid == t.tid {
+        t.creds()
+    } else {
+        let task = t.kernel.ts().tasks.get(&pid).cloned().ok_or(Errno::ESRCH)?;
+        task.creds()
+    };
+    let mut out = Vec::with_capacity(words * 12);
+    for w in 0..words {
+        for set in [c.caps.effective, c.caps.permitted, c.caps.inheritable] {
+            out.extend_from_slice(&((set >> (32 * w)) as u32).to_le_bytes());
+        }
+    }
+    t.mm.copy_out(a[1], &out)?;
+    Ok(0)
+}
+
+pub fn capset(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    let (words, pid) = cap_header(t, a[0])?;
+    if pid != 0 && pid != t.tid {
+        return Err(Errno::EPERM);
+    }
+    let mut b = vec![0u8; words * 12];
+    t.mm.copy_in(a[1], &mut b)?;
+    let word = |i: usize| u64::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+    let (mut eff, mut prm, mut inh) = (0u64, 0u64, 0u64);
+    for w in 0..words {
+        let base = w * 12;
+        eff |= word(base) << (32 * w);
+        prm |= word(base + 4) << (32 * w);
+        inh |= word(base + 8) << (32 * w);
+    }
+    let mut c = lock(&t.creds);
+    if !c.caps.check_set(eff, prm, inh) {
+        return Err(Errno::EPERM);
+    }
+    c.caps.set(eff, prm, inh);
+    Ok(0)
 }
 
 pub fn uname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
@@ -358,7 +487,7 @@ pub fn uname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 }
 
 pub fn sethostname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     if a[1] > 64 {
@@ -371,7 +500,7 @@ pub fn sethostname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 }
 
 pub fn setdomainname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     if a[1] > 64 {
@@ -402,12 +531,13 @@ fn id_arg(v: u64) -> Option<u32> {
 
 /// setresuid semantics; the other setters are expressed through it.
 fn set_uids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KResult<()> {
-    if !c.privileged() {
+    if !c.capable(crate::kernel::caps::CAP_SETUID) {
         let ok = |x: Option<u32>| x.is_none_or(|v| v == c.ruid || v == c.euid || v == c.suid);
         if !(ok(r) && ok(e) && ok(s)) {
             return Err(Errno::EPERM);
         }
     }
+    let old = [c.ruid, c.euid, c.suid, c.fsuid];
     if let Some(v) = r {
         c.ruid = v;
     }
@@ -418,11 +548,13 @@ fn set_uids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KR
         c.suid = v;
     }
     c.fsuid = c.euid;
+    let new = [c.ruid, c.euid, c.suid, c.fsuid];
+    c.caps.on_uid_change(old, new);
     Ok(())
 }
 
 fn set_gids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KResult<()> {
-    if !c.privileged() {
+    if !c.capable(crate::kernel::caps::CAP_SETGID) {
         let ok = |x: Option<u32>| x.is_none_or(|v| v == c.rgid || v == c.egid || v == c.sgid);
         if !(ok(r) && ok(e) && ok(s)) {
             return Err(Errno::EPERM);
@@ -444,7 +576,7 @@ fn set_gids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KR
 pub fn setuid(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let uid = id_arg(a[0]).ok_or(Errno::EINVAL)?;
     let mut c = lock(&t.creds);
-    if c.privileged() {
+    if c.capable(crate::kernel::caps::CAP_SETUID) {
         set_uids(&mut c, Some(uid), Some(uid), Some(uid))?;
     } else {
         set_uids(&mut c, None, Some(uid), None)?;
@@ -455,7 +587,7 @@ pub fn setuid(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 pub fn setgid(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let gid = id_arg(a[0]).ok_or(Errno::EINVAL)?;
     let mut c = lock(&t.creds);
-    if c.privileged() {
+    if c.capable(crate::kernel::caps::CAP_SETGID) {
         set_gids(&mut c, Some(gid), Some(gid), Some(gid))?;
     } else {
         set_gids(&mut c, None, Some(gid), None)?;
@@ -542,7 +674,7 @@ pub fn setgroups(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if a[0] > 65536 {
         return Err(Errno::EINVAL);
     }
-    if !t.creds().privileged() {
+    if !t.creds().capable(crate::kernel::caps::CAP_SETGID) {
         return Err(Errno::EPERM);
     }
     let mut b = vec![0u8; a[0] as usize * 4];
@@ -656,7 +788,7 @@ fn do_prlimit(
         if n[0] > n[1] {
             return Err(Errno::EINVAL);
         }
-        if n[1] > old[1] && !t.creds().privileged() {
+        if n[1] > old[1] && !t.creds().capable(crate::kernel::caps::CAP_SYS_RESOURCE) {
             return Err(Errno::EPERM);
         }
         if res == libc::RLIMIT_NOFILE as u64 && n[1] > 1 << 20 {
@@ -855,7 +987,9 @@ pub fn setpriority(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         return Err(Errno::ESRCH);
     }
     let nice = (a[2] as i32).clamp(-20, 19);
-    if nice < t.niceness.load(Ordering::Relaxed) && !t.creds().privileged() {
+    if nice < t.niceness.load(Ordering::Relaxed)
+        && !t.creds().capable(crate::kernel::caps::CAP_SYS_NICE)
+    {
         return Err(Errno::EACCES);
     }
     t.niceness.store(nice, Ordering::Relaxed);

@@ -419,7 +419,10 @@ impl Vfs {
         // calling task's credentials (root passes).
         let creds = crate::kernel::task::current()
             .map(|t| t.creds())
-            .filter(|c| c.fsuid != 0);
+            .filter(|c| {
+                !c.capable(crate::kernel::caps::CAP_DAC_OVERRIDE)
+                    && !c.capable(crate::kernel::caps::CAP_DAC_READ_SEARCH)
+            });
         for (i, comp) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
             if comp.len() > 255 {

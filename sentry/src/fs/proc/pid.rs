@@ -1198,16 +1198,13 @@ fn gen_status(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {
     let _ = writeln!(s, "SigBlk:\t{blocked:016x}");
     let _ = writeln!(s, "SigIgn:\t{ign:016x}");
     let _ = writeln!(s, "SigCgt:\t{cgt:016x}");
-    // Capabilities follow the effective uid: root has them all (up to
-    // cap_last_cap = 40), others none.
-    const FULL_CAPS: u64 = (1 << 41) - 1;
-    let caps = if c.euid == 0 { FULL_CAPS } else { 0 };
-    let _ = writeln!(s, "CapInh:\t{:016x}", 0);
-    let _ = writeln!(s, "CapPrm:\t{caps:016x}");
-    let _ = writeln!(s, "CapEff:\t{caps:016x}");
-    let _ = writeln!(s, "CapBnd:\t{FULL_CAPS:016x}");
-    let _ = writeln!(s, "CapAmb:\t{:016x}", 0);
-    let _ = writeln!(s, "NoNewPrivs:\t0");
+    let caps = c.caps;
+    let _ = writeln!(s, "CapInh:\t{:016x}", caps.inheritable);
+    let _ = writeln!(s, "CapPrm:\t{:016x}", caps.permitted);
+    let _ = writeln!(s, "CapEff:\t{:016x}", caps.effective);
+    let _ = writeln!(s, "CapBnd:\t{:016x}", caps.bounding);
+    let _ = writeln!(s, "CapAmb:\t{:016x}", caps.ambient);
+    let _ = writeln!(s, "NoNewPrivs:\t{}", u8::from(caps.no_new_privs));
     let _ = writeln!(s, "Seccomp:\t0");
     let _ = writeln!(s, "Seccomp_filters:\t0");
     let n = system::ncpus();

@@ -153,7 +153,9 @@ impl UdpSocket {
         if !bindable(addr.ip()) {
             return Err(Errno::EADDRNOTAVAIL);
         }
-        if crate::kernel::sysctl::port_is_privileged(addr.port()) && !t.creds().privileged() {
+        if crate::kernel::sysctl::port_is_privileged(addr.port())
+            && !t.creds().capable(crate::kernel::caps::CAP_NET_BIND_SERVICE)
+        {
             return Err(Errno::EACCES);
         }
         stack().with(|n| self.bind_locked(s, n, addr))?;
