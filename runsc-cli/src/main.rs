@@ -581,5 +581,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         cpus: None,
         memory_limit: None,
         pids_limit: None,
+        // On a terminal (stdin is one): the sandbox's own pty.
+        terminal: true,
     })
 }

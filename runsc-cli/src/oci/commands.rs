@@ -326,6 +326,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             cpus: c.guest_cpus(),
             memory_limit: c.memory_limit(),
             pids_limit: c.pids_limit(),
+            terminal: c.terminal,
         })?;
         Ok(Arc::new(sandbox))
     })();
@@ -943,6 +944,7 @@ pub fn exec(g: &GlobalOpts, id: &str, o: &ExecOpts) -> anyhow::Result<i32> {
         &Request::Exec {
             process,
             stdio: vec![0, 1, 2],
+            terminal,
         },
         &stdio,
         Some(CONTROL_TIMEOUT),
