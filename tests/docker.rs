@@ -1088,14 +1088,12 @@ impl Drop for Tmux {
     }
 }
 
-/// `docker run -it` of a shell under runtime `rt` in a tmux window, as a
-/// user types at it: what it shows, to compare.
-fn interactive_shell(d: &Dockerd, rt: &str) -> Vec<String> {
+/// A shell in a terminal under runtime `rt` in a tmux window (`docker
+/// ARGS`: `run -it ... sh` or `exec -it ID sh`), used as a user types at
+/// it: what it shows, to compare.
+fn interactive_shell(d: &Dockerd, rt: &str, args: &str) -> Vec<String> {
     let mut seen = Vec::new();
-    let cmd = format!(
-        "{DOCKER} -H {} run -it --rm --network none --runtime={rt} {IMAGE} sh",
-        d.host
-    );
+    let cmd = format!("{DOCKER} -H {} {args}", d.host);
     let t = Tmux::start(d.base.join(format!("tmux-{rt}.sock")), 100, 30, &cmd);
     // Each answer goes on a line of its own, marked, so neither the
     // prompt nor the echoed command line is taken for it.
@@ -1182,8 +1180,10 @@ fn docker_run_it_through_tmux() {
     };
     let tar = busybox_tar(&d.base);
     d.ok(&["import", &tar.to_string_lossy(), IMAGE]);
-    let ours = interactive_shell(&d, "sandbox");
-    let runc = interactive_shell(&d, "runc");
+    let run_it =
+        |rt: &str| format!("run -it --rm --network none --runtime={rt} {IMAGE} sh");
+    let ours = interactive_shell(&d, "sandbox", &run_it("sandbox"));
+    let runc = interactive_shell(&d, "runc", &run_it("runc"));
     eprintln!("docker run -it, sandbox: {ours:?}");
     assert_eq!(
         ours, runc,
@@ -1192,6 +1192,22 @@ fn docker_run_it_through_tmux() {
     assert_eq!(ours[0], "tty: /dev/pts/N", "{ours:?}");
     assert_eq!(ours[2], "read: ac", "{ours:?}");
     assert_eq!(ours[5], "after ^C: 130", "{ours:?}");
+    // docker exec -it: a terminal of its own in a running container.
+    let exec_it = |rt: &str| {
+        let rt_flag = format!("--runtime={rt}");
+        let id = d.ok(&["run", "-d", "--network", "none", &rt_flag, IMAGE, "sleep", "1000"]);
+        let id = id.trim().to_string();
+        let seen = interactive_shell(&d, rt, &format!("exec -it {id} sh"));
+        d.ok(&["rm", "-f", &id]);
+        seen
+    };
+    let ours = exec_it("sandbox");
+    let runc = exec_it("runc");
+    eprintln!("docker exec -it, sandbox: {ours:?}");
+    assert_eq!(
+        ours, runc,
+        "docker exec -it: sandbox (left) vs runc (right)"
+    );
     let mut d = d;
     let left = d.stop();
     assert!(
