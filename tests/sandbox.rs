@@ -2090,3 +2090,78 @@ print('interrupted' if 'after-130' in o else 'NOT interrupted', 'no-job-control-
         "{o:?}"
     );
 }
+
+/// Runs `argv` (natively, or through `runsc do`) on a new pty of 30x100
+/// from a Python driver: once the program prints READY the pty is resized
+/// to 40x120, then "ab", DEL, "c" and a newline are typed. Returns what
+/// the terminal showed, /dev/pts numbers replaced by N.
+fn on_a_terminal(argv: &[&str]) -> String {
+    let driver = r#"
+import os, pty, sys, time, select, fcntl, termios, struct, re
+def winsz(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    winsz(0, 30, 100)
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b''
+def read_until(pred, t):
+    global out
+    end = time.time() + t
+    while time.time() < end and not pred():
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                return
+            if not d:
+                return
+            out += d
+read_until(lambda: b'READY' in out, 30)
+winsz(fd, 40, 120)
+time.sleep(1)
+os.write(fd, b'ab\x7fc\n')
+read_until(lambda: False, 30)
+_, status = os.waitpid(pid, 0)
+print(re.sub(r'/dev/pts/[0-9]+', '/dev/pts/N', out.decode(errors='replace')).encode('unicode_escape').decode())
+print('status', status)
+"#;
+    let mut args = vec!["python3", "-c", driver];
+    args.extend(argv);
+    let o = run_native(&args, None);
+    assert_code(&o, 0, "pty driver");
+    o.stdout_str()
+}
+
+#[test]
+fn terminal_is_a_sandbox_pty() {
+    // On a terminal, the sandbox's process is on a pty of its own
+    // (/dev/pts/N, its controlling terminal), with the host terminal's
+    // size, resized with it (SIGWINCH), editing lines itself.
+    let prog = r#"
+import os, signal, subprocess
+print('isatty', os.isatty(0), os.ttyname(0), os.ttyname(2), os.readlink('/proc/self/fd/1'))
+subprocess.run(['tty'])
+subprocess.run(['stty', 'size'])
+print('ctty', os.tcgetpgrp(0) == os.getpgrp(), os.getsid(0) == os.getpid())
+got = []
+signal.signal(signal.SIGWINCH, lambda *a: got.append(tuple(os.get_terminal_size(0))))
+print('READY', flush=True)
+line = input()
+print('line', repr(line), 'winch', got)
+subprocess.run(['stty', 'size'])
+"#;
+    let runsc = runsc_bin().to_string_lossy().into_owned();
+    let native = on_a_terminal(&["python3", "-c", prog]);
+    let ours = on_a_terminal(&[&runsc, "do", "--", "python3", "-c", prog]);
+    assert_eq!(ours, native, "sandbox (left) vs native (right)");
+    for want in [
+        "isatty True /dev/pts/N /dev/pts/N /dev/pts/N\\r\\n/dev/pts/N\\r\\n30 100\\r\\n",
+        "ctty True True",
+        "ab\\x08 \\x08c\\r\\nline 'ac' winch [(120, 40)]\\r\\n40 120\\r\\n",
+        "status 0",
+    ] {
+        assert!(ours.contains(want), "{want:?} missing from\n{ours}");
+    }
+}
