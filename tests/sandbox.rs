@@ -2165,3 +2165,67 @@ subprocess.run(['stty', 'size'])
         assert!(ours.contains(want), "{want:?} missing from\n{ours}");
     }
 }
+
+#[test]
+fn terminal_output_drained_and_hangup_signalled() {
+    // All the output reaches the host terminal before the exit; closing
+    // the host terminal hangs the session up (SIGHUP), seen here on a
+    // stderr that is not the terminal (so it stays the host's file).
+    let driver = r#"
+import os, pty, sys, time, select, tempfile
+mode = sys.argv[1]
+err = tempfile.TemporaryFile()
+pid, fd = pty.fork()
+if pid == 0:
+    os.dup2(err.fileno(), 2)
+    os.execvp(sys.argv[2], sys.argv[2:])
+out = b''
+end = time.time() + 30
+while time.time() < end:
+    if mode == 'hangup' and b'READY' in out:
+        os.close(fd)
+        break
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            d = os.read(fd, 65536)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+_, status = os.waitpid(pid, 0)
+err.seek(0)
+if mode == 'drain':
+    print(len(out), out[-12:], status)
+else:
+    print(err.read().decode().strip(), status)
+"#;
+    let drain_prog = "import sys; sys.stdout.write('x' * 300000 + 'END\\n')";
+    let hup_prog = r#"
+import os, signal, sys, time
+def hup(*a):
+    os.write(2, b'got SIGHUP\n')
+    os._exit(7)
+signal.signal(signal.SIGHUP, hup)
+print('READY', flush=True)
+time.sleep(20)
+"#;
+    let runsc = runsc_bin().to_string_lossy().into_owned();
+    let run = |mode: &str, sandbox: bool, prog: &str| {
+        let mut args = vec!["python3", "-c", driver, mode];
+        if sandbox {
+            args.extend([runsc.as_str(), "do", "--"]);
+        }
+        args.extend(["python3", "-c", prog]);
+        let o = run_native(&args, None);
+        assert_code(&o, 0, mode);
+        o.stdout_str()
+    };
+    let ours = run("drain", true, drain_prog);
+    assert_eq!(ours, run("drain", false, drain_prog));
+    assert_eq!(ours, "300005 b'xxxxxxxEND\\r\\n' 0\n");
+    let ours = run("hangup", true, hup_prog);
+    assert_eq!(ours, run("hangup", false, hup_prog));
+    assert_eq!(ours, "got SIGHUP 1792\n");
+}

@@ -897,6 +897,16 @@ fn forward_host_signals(kernel: Arc<Kernel>, consoles: Consoles) {
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 continue;
             }
+            // The host kernel's SIGHUP for a hung-up host terminal: PID 1's
+            // console hangs its pty up, which signals the guest session as
+            // Linux would; forwarding it too would make it twice.
+            if sig == libc::SIGHUP
+                && lock_consoles(&consoles)
+                    .iter()
+                    .any(|(pid, c)| *pid == 1 && c.host_hung_up())
+            {
+                continue;
+            }
             if sig == libc::SIGWINCH {
                 let cs = lock_consoles(&consoles);
                 if !cs.is_empty() {

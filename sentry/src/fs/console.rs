@@ -175,6 +175,12 @@ impl Console {
         self.waiter.notify();
     }
 
+    /// The host terminal hung up (its other end closed): the guest session
+    /// gets its SIGHUP from the console's hang-up.
+    pub fn host_hung_up(&self) -> bool {
+        super::host::poll_now(self.host_in.as_raw_fd(), 0) & libc::POLLHUP != 0
+    }
+
     /// Waits (at most `timeout`) until the output queued so far reached
     /// the host, stops copying and restores the host terminal's modes.
     pub fn finish(&self, timeout: Duration) {
