@@ -1038,7 +1038,10 @@ impl Tmux {
 
     fn tmux(&self, args: &[&str]) -> Outcome {
         let mut cmd = Command::new(TMUX);
-        cmd.arg("-S").arg(&self.sock).args(args).env("TERM", "xterm");
+        cmd.arg("-S")
+            .arg(&self.sock)
+            .args(args)
+            .env("TERM", "xterm");
         run_bounded(cmd, None)
     }
 
@@ -1135,7 +1138,10 @@ fn interactive_shell(d: &Dockerd, rt: &str, args: &str) -> Vec<String> {
     t.keys(&["C-c"]);
     let resized = ask("RESIZED", "$(stty size)");
     seen.push(format!("stty size after the resize: {resized}"));
-    assert_ne!(resized, size, "{rt}: the resize did not reach the container");
+    assert_ne!(
+        resized, size,
+        "{rt}: the resize did not reach the container"
+    );
     // ^C interrupts the foreground job, not the shell.
     t.keys(&["sleep 100", "Enter"]);
     std::thread::sleep(Duration::from_millis(1500));
@@ -1180,22 +1186,27 @@ fn docker_run_it_through_tmux() {
     };
     let tar = busybox_tar(&d.base);
     d.ok(&["import", &tar.to_string_lossy(), IMAGE]);
-    let run_it =
-        |rt: &str| format!("run -it --rm --network none --runtime={rt} {IMAGE} sh");
+    let run_it = |rt: &str| format!("run -it --rm --network none --runtime={rt} {IMAGE} sh");
     let ours = interactive_shell(&d, "sandbox", &run_it("sandbox"));
     let runc = interactive_shell(&d, "runc", &run_it("runc"));
     eprintln!("docker run -it, sandbox: {ours:?}");
-    assert_eq!(
-        ours, runc,
-        "docker run -it: sandbox (left) vs runc (right)"
-    );
+    assert_eq!(ours, runc, "docker run -it: sandbox (left) vs runc (right)");
     assert_eq!(ours[0], "tty: /dev/pts/N", "{ours:?}");
     assert_eq!(ours[2], "read: ac", "{ours:?}");
     assert_eq!(ours[5], "after ^C: 130", "{ours:?}");
     // docker exec -it: a terminal of its own in a running container.
     let exec_it = |rt: &str| {
         let rt_flag = format!("--runtime={rt}");
-        let id = d.ok(&["run", "-d", "--network", "none", &rt_flag, IMAGE, "sleep", "1000"]);
+        let id = d.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            &rt_flag,
+            IMAGE,
+            "sleep",
+            "1000",
+        ]);
         let id = id.trim().to_string();
         let seen = interactive_shell(&d, rt, &format!("exec -it {id} sh"));
         d.ok(&["rm", "-f", &id]);

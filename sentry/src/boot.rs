@@ -5,6 +5,7 @@
 
 use crate::errno::Errno;
 use crate::fs;
+use crate::fs::console::Console;
 use crate::kernel::exec::load_image;
 use crate::kernel::signal::SigAction;
 use crate::kernel::task::{default_rlimits, initial_regs, CurrentTask, Task, ThreadGroup};
@@ -18,7 +19,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
-use crate::fs::console::Console;
 
 pub struct BootConfig {
     /// The program and its arguments (argv[0] is looked up in PATH).
@@ -291,7 +291,13 @@ impl Sandbox {
         };
         let fsctx = fs_context(&kernel.vfs, root, &cfg.cwd, cfg.user.umask)?;
         let fds = FdTable::new();
-        let console = install_stdio(kernel, &fds, cfg.stdio, cfg.terminal, cfg.user.uid)?;
+        let console = ConsoleGuard(install_stdio(
+            kernel,
+            &fds,
+            cfg.stdio,
+            cfg.terminal,
+            cfg.user.uid,
+        )?);
         let sighand = Arc::new(Mutex::new(
             [SigAction::default(); crate::kernel::signal::NSIG],
         ));
@@ -338,7 +344,7 @@ impl Sandbox {
                     cont_report: false,
                 },
             );
-            if let Some(c) = &console {
+            if let Some(c) = console.as_ref() {
                 c.make_controlling(pid, &tg);
             }
             task
@@ -348,10 +354,6 @@ impl Sandbox {
             let mut ts = kernel.ts();
             ts.tasks.remove(&task.tid);
             ts.procs.remove(&task.tid);
-            drop(ts);
-            if let Some(c) = &console {
-                c.finish(Duration::ZERO);
-            }
         };
         let path = match resolve_command(&task, &cfg.argv[0], &cfg.env) {
             Ok(p) => p,
@@ -386,7 +388,7 @@ impl Sandbox {
         }
         match rx.recv() {
             Ok(Ok(())) => {
-                if let Some(c) = console {
+                if let Some(c) = console.keep() {
                     lock_consoles(&self.consoles).push((pid, c));
                 }
                 Ok(pid)
@@ -506,6 +508,29 @@ fn fs_context(vfs: &Vfs, root: Arc<Dentry>, cwd: &str, umask: u32) -> anyhow::Re
         bail!("working directory {cwd} is not a directory");
     }
     Ok(FsContext { cwd: cwd_d, ..fsc })
+}
+
+/// A new process's console until the process runs: on the error paths
+/// before, the console stops and the host terminal gets its modes back.
+struct ConsoleGuard(Option<Arc<Console>>);
+
+impl ConsoleGuard {
+    fn as_ref(&self) -> Option<&Arc<Console>> {
+        self.0.as_ref()
+    }
+
+    /// The process runs: the console stays.
+    fn keep(mut self) -> Option<Arc<Console>> {
+        self.0.take()
+    }
+}
+
+impl Drop for ConsoleGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.finish(Duration::ZERO);
+        }
+    }
 }
 
 fn lock_consoles(c: &Consoles) -> std::sync::MutexGuard<'_, Vec<(i32, Arc<Console>)>> {
@@ -715,7 +740,13 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         // SAFETY: d is a fresh fd we own.
         (d >= 0).then(|| unsafe { OwnedFd::from_raw_fd(d) })
     });
-    let console = install_stdio(&kernel, &fds, stdio, cfg.terminal, cfg.user.uid)?;
+    let console = ConsoleGuard(install_stdio(
+        &kernel,
+        &fds,
+        stdio,
+        cfg.terminal,
+        cfg.user.uid,
+    )?);
     let sighand = Arc::new(Mutex::new(
         [SigAction::default(); crate::kernel::signal::NSIG],
     ));
@@ -762,7 +793,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
             },
         );
     }
-    if let Some(c) = &console {
+    if let Some(c) = console.as_ref() {
         c.make_controlling(1, &tg);
     }
     let path = resolve_command(&task, &cfg.argv[0], &cfg.env)?;
@@ -801,7 +832,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         started: AtomicBool::new(false),
         take_interfaces: cfg_take_interfaces,
         consoles: Arc::new(Mutex::new(
-            console.into_iter().map(|c| (1, c)).collect(),
+            console.keep().into_iter().map(|c| (1, c)).collect(),
         )),
     })
 }
