@@ -2049,9 +2049,10 @@ fn py_sigwait_thread_takes_process_signals() {
 
 #[test]
 fn ctrl_c_on_a_terminal_interrupts_the_foreground_job() {
-    // An interactive bash on a pty (what `docker run -it` gives): job
-    // control works on the host terminal, and ^C stops the running
-    // command, not the shell.
+    // An interactive bash on a pty (what `docker run -it` gives): it gets
+    // a sandbox pty with job control, and ^C (a byte through the raw host
+    // terminal, a signal from the guest's line discipline) stops the
+    // running command, not the shell.
     let driver = r#"
 import os, pty, sys, time, select
 pid, fd = pty.fork()

@@ -99,6 +99,16 @@ impl Console {
         let Some(input) = stdio[0].as_ref().filter(|f| isatty(f.as_raw_fd())) else {
             return Ok(None);
         };
+        // A background job of its host terminal (`runsc do ... &`) leaves
+        // it alone: changing its modes or reading it would stop us with
+        // SIGTTOU/SIGTTIN.
+        // SAFETY: tcgetpgrp on a host fd the caller owns; getpgrp has no
+        // preconditions.
+        let (fg, ours) = unsafe { (libc::tcgetpgrp(input.as_raw_fd()), libc::getpgrp()) };
+        if fg > 0 && fg != ours {
+            tracing::debug!("console: in the background of the host terminal: not taking it");
+            return Ok(None);
+        }
         let output = [1, 2, 0]
             .into_iter()
             .find_map(|i| stdio[i].as_ref().filter(|f| isatty(f.as_raw_fd())))
