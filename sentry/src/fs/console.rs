@@ -167,10 +167,13 @@ impl Console {
             done: AtomicBool::new(false),
         });
         let c2 = console.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("console".into())
-            .spawn(move || c2.copy_loop())
-            .context("console: starting its thread")?;
+            .spawn(move || c2.copy_loop());
+        if let Err(e) = spawned {
+            console.restore();
+            return Err(e).context("console: starting its thread");
+        }
         Ok(Some((console, file)))
     }
 
