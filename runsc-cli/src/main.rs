@@ -465,7 +465,7 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
                 },
             )
         }
-        Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid),
+        Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid, false),
         Command::Pause(a) => ok(commands::pause(g, &a.id)),
         Command::Resume(a) => ok(commands::resume(g, &a.id)),
         Command::Update(u) => ok(commands::update(
