@@ -2146,6 +2146,8 @@ print('isatty', os.isatty(0), os.ttyname(0), os.ttyname(2), os.readlink('/proc/s
 subprocess.run(['tty'])
 subprocess.run(['stty', 'size'])
 print('ctty', os.tcgetpgrp(0) == os.getpgrp(), os.getsid(0) == os.getpid())
+st = open('/proc/self/stat').read().rsplit(')', 1)[1].split()
+print('stat', int(st[4]) == os.stat(os.ttyname(0)).st_rdev, int(st[5]) == os.tcgetpgrp(0))
 got = []
 signal.signal(signal.SIGWINCH, lambda *a: got.append(tuple(os.get_terminal_size(0))))
 print('READY', flush=True)
@@ -2159,7 +2161,7 @@ subprocess.run(['stty', 'size'])
     assert_eq!(ours, native, "sandbox (left) vs native (right)");
     for want in [
         "isatty True /dev/pts/N /dev/pts/N /dev/pts/N\\r\\n/dev/pts/N\\r\\n30 100\\r\\n",
-        "ctty True True",
+        "ctty True True\\r\\nstat True True",
         "ab\\x08 \\x08c\\r\\nline 'ac' winch [(120, 40)]\\r\\n40 120\\r\\n",
         "status 0",
     ] {
