@@ -5,9 +5,11 @@
 //! -e/-w/-u, --read-only, volumes, --tmpfs, -i, -d/logs/exec/top/stop/rm)
 //! against runc, docker's default runtime, doing the same.
 //!
-//! One #[test] with sub-steps: the dockerd is shared and stopped at the
-//! end (also on failure), and no process it started may outlive it. Without
-//! a dockerd that starts, the test fails when `CI` is set and is skipped
+//! Each #[test] has sub-steps and a dockerd of its own (their directories
+//! and bridges apart), stopped at the end (also on failure); no process it
+//! started may outlive it. The second test types at `docker run -it` and
+//! `docker exec -it` shells in tmux windows (tmux must be installed). Without
+//! a dockerd that starts, the tests fail when `CI` is set and are skipped
 //! (loudly) otherwise.
 
 use integration_tests::*;
