@@ -5,9 +5,11 @@
 //! -e/-w/-u, --read-only, volumes, --tmpfs, -i, -d/logs/exec/top/stop/rm)
 //! against runc, docker's default runtime, doing the same.
 //!
-//! One #[test] with sub-steps: the dockerd is shared and stopped at the
-//! end (also on failure), and no process it started may outlive it. Without
-//! a dockerd that starts, the test fails when `CI` is set and is skipped
+//! Each #[test] has sub-steps and a dockerd of its own (their directories
+//! and bridges apart), stopped at the end (also on failure); no process it
+//! started may outlive it. The second test types at `docker run -it` and
+//! `docker exec -it` shells in tmux windows (tmux must be installed). Without
+//! a dockerd that starts, the tests fail when `CI` is set and are skipped
 //! (loudly) otherwise.
 
 use integration_tests::*;
@@ -42,8 +44,8 @@ struct Dockerd {
 
 /// Makes a bridge of our own (not docker0: other builders on this machine
 /// may run their own dockerd) on a 10.231.N.0/24 no interface here uses.
-fn make_bridge() -> Result<(String, std::net::Ipv4Addr), String> {
-    let name = format!("rsdbr{}", std::process::id());
+fn make_bridge(tag: &str) -> Result<(String, std::net::Ipv4Addr), String> {
+    let name = format!("rsdbr{tag}{}", std::process::id());
     let used = Command::new("ip")
         .args(["-4", "-o", "addr"])
         .output()
@@ -78,7 +80,9 @@ fn make_bridge() -> Result<(String, std::net::Ipv4Addr), String> {
 
 impl Dockerd {
     /// Starts dockerd with `storage_driver`; Err says why it did not come up.
-    fn start(storage_driver: &str) -> Result<Dockerd, String> {
+    /// `tag` tells apart the daemons of tests running at once (their
+    /// directories and bridges); `bridge`: make a bridge network.
+    fn start(storage_driver: &str, tag: &str, bridge: bool) -> Result<Dockerd, String> {
         let dockerd = std::env::var("DOCKERD").unwrap_or_else(|_| DOCKERD.to_string());
         for bin in [dockerd.as_str(), DOCKER] {
             if !Path::new(bin).exists() {
@@ -92,13 +96,14 @@ impl Dockerd {
             return Err("dockerd needs root".into());
         }
         // Short: containerd's sockets live under the exec root.
-        let base = PathBuf::from(format!("/tmp/rsd-{}", std::process::id()));
+        let base = PathBuf::from(format!("/tmp/rsd{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         let host = format!("unix://{}/docker.sock", base.display());
-        let bridge = match make_bridge() {
-            Ok(b) => Some(b),
-            Err(e) => {
+        let bridge = match bridge.then(|| make_bridge(tag)) {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
                 eprintln!("no bridge of our own ({e}): bridge networking is not tested");
                 None
             }
@@ -349,11 +354,12 @@ fn busybox_tar(dir: &Path) -> PathBuf {
 }
 
 /// Starts our dockerd (overlay2, else vfs), or says why not: a failure
-/// under CI, a loud skip elsewhere (None).
-fn dockerd_or_skip() -> Option<Dockerd> {
-    let err = match Dockerd::start("overlay2") {
+/// under CI, a loud skip elsewhere (None). `tag` and `bridge`: see
+/// `Dockerd::start`.
+fn dockerd_or_skip(tag: &str, bridge: bool) -> Option<Dockerd> {
+    let err = match Dockerd::start("overlay2", tag, bridge) {
         Ok(d) => return Some(d),
-        Err(e) => match Dockerd::start("vfs") {
+        Err(e) => match Dockerd::start("vfs", tag, bridge) {
             Ok(d) => {
                 eprintln!("overlay2 failed, using vfs: {e}");
                 return Some(d);
@@ -840,7 +846,7 @@ fn nginx_through_port(d: &Dockerd, rt: &str, image: &str) -> Option<String> {
 #[test]
 fn docker_run_with_the_sandbox_runtime() {
     let t0 = Instant::now();
-    let Some(d) = dockerd_or_skip() else {
+    let Some(d) = dockerd_or_skip("", true) else {
         return;
     };
     eprintln!("dockerd up in {:?}", t0.elapsed());
@@ -1012,4 +1018,214 @@ fn docker_run_with_the_sandbox_runtime() {
         left.join("\n")
     );
     eprintln!("docker test took {:?}", t0.elapsed());
+}
+
+const TMUX: &str = "/usr/bin/tmux";
+
+/// A tmux server of our own (private socket) running one command in a
+/// detached session; killed when dropped.
+struct Tmux {
+    sock: PathBuf,
+}
+
+impl Tmux {
+    /// Starts `cmd` in a new detached `cols`x`rows` session.
+    fn start(sock: PathBuf, cols: u16, rows: u16, cmd: &str) -> Tmux {
+        let t = Tmux { sock };
+        let (x, y) = (cols.to_string(), rows.to_string());
+        let o = t.tmux(&["new-session", "-d", "-x", &x, "-y", &y, cmd]);
+        assert_code(&o, 0, "tmux new-session");
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> Outcome {
+        let mut cmd = Command::new(TMUX);
+        cmd.arg("-S")
+            .arg(&self.sock)
+            .args(args)
+            .env("TERM", "xterm");
+        run_bounded(cmd, None)
+    }
+
+    /// The pane's text (with its scrollback).
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-J", "-S", "-200"])
+            .stdout_str()
+    }
+
+    /// Types `keys` (tmux key names, e.g. "Enter", "C-c").
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend(keys);
+        assert_code(&self.tmux(&args), 0, "tmux send-keys");
+    }
+
+    /// Waits until a line of the screen starts with `prefix` (after the
+    /// shell's prompt); returns the rest of the first such line.
+    fn wait_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            let found = s.lines().find_map(|l| {
+                let l = l.trim_end();
+                l.starts_with(prefix).then(|| l[prefix.len()..].to_string())
+            });
+            if let Some(rest) = found {
+                return rest;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line starting with {prefix:?} on the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the session is still there (its command has not exited).
+    fn alive(&self) -> bool {
+        self.tmux(&["has-session"]).code == 0
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// A shell in a terminal under runtime `rt` in a tmux window (`docker
+/// ARGS`: `run -it ... sh` or `exec -it ID sh`), used as a user types at
+/// it: what it shows, to compare.
+fn interactive_shell(d: &Dockerd, rt: &str, args: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let cmd = format!("{DOCKER} -H {} {args}", d.host);
+    let t = Tmux::start(d.base.join(format!("tmux-{rt}.sock")), 100, 30, &cmd);
+    // Each answer goes on a line of its own, marked, so neither the
+    // prompt nor the echoed command line is taken for it.
+    let ask = |name: &str, what: &str| {
+        t.keys(&[&format!("echo {name}=\"{what}\""), "Enter"]);
+        t.wait_line(&format!("{name}="))
+    };
+    let tty = ask("TTY", "$(tty)");
+    seen.push(format!(
+        "tty: {}",
+        if tty.starts_with("/dev/pts/") && tty[9..].parse::<u32>().is_ok() {
+            "/dev/pts/N".to_string()
+        } else {
+            tty.clone()
+        }
+    ));
+    let size = ask("SIZE", "$(stty size)");
+    seen.push(format!("stty size: {size}"));
+    // Line editing is the container's terminal's: the DEL erases the b.
+    t.keys(&["read x; echo \"READ=$x\"", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys(&["-l", "ab\x7fc"]);
+    t.keys(&["Enter"]);
+    seen.push(format!("read: {}", t.wait_line("READ=")));
+    // A resize reaches the container: the foreground job gets SIGWINCH
+    // (a shell's trap runs between its sleeps), stty size the new size.
+    t.keys(&[
+        "sh -c 'trap \"echo GOT-WINCH\" WINCH; while :; do sleep 0.1; done'",
+        "Enter",
+    ]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_code(
+        &t.tmux(&["resize-window", "-x", "80", "-y", "20"]),
+        0,
+        "tmux resize-window",
+    );
+    t.wait_line("GOT-WINCH");
+    seen.push("SIGWINCH trapped".to_string());
+    t.keys(&["C-c"]);
+    let resized = ask("RESIZED", "$(stty size)");
+    seen.push(format!("stty size after the resize: {resized}"));
+    assert_ne!(
+        resized, size,
+        "{rt}: the resize did not reach the container"
+    );
+    // ^C interrupts the foreground job, not the shell.
+    t.keys(&["sleep 100", "Enter"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    t.keys(&["C-c"]);
+    seen.push(format!("after ^C: {}", ask("STATUS", "$?")));
+    seen.push(format!("shell still there: {}", ask("ALIVE", "yes")));
+    // Nothing typed comes back twice.
+    let s = t.screen();
+    seen.push(format!(
+        "echoed once: {}",
+        s.lines().filter(|l| l.contains("echo ALIVE=")).count() == 1
+            && !s.contains("echo ALIVE=\"yes\"echo")
+    ));
+    t.keys(&["exit", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "{rt}: docker run -it did not end after exit:\n{}",
+            t.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen
+}
+
+#[test]
+fn docker_run_it_through_tmux() {
+    if !Path::new(TMUX).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{TMUX} missing: install tmux (CI is set, so this fails)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!! SKIPPING the docker -it test: {TMUX} missing !!!!!!!!\n"
+        );
+        return;
+    }
+    let Some(d) = dockerd_or_skip("t", false) else {
+        return;
+    };
+    let tar = busybox_tar(&d.base);
+    d.ok(&["import", &tar.to_string_lossy(), IMAGE]);
+    let run_it = |rt: &str| format!("run -it --rm --network none --runtime={rt} {IMAGE} sh");
+    let ours = interactive_shell(&d, "sandbox", &run_it("sandbox"));
+    let runc = interactive_shell(&d, "runc", &run_it("runc"));
+    eprintln!("docker run -it, sandbox: {ours:?}");
+    assert_eq!(ours, runc, "docker run -it: sandbox (left) vs runc (right)");
+    assert_eq!(ours[0], "tty: /dev/pts/N", "{ours:?}");
+    assert_eq!(ours[2], "read: ac", "{ours:?}");
+    assert_eq!(ours[5], "after ^C: 130", "{ours:?}");
+    // docker exec -it: a terminal of its own in a running container.
+    let exec_it = |rt: &str| {
+        let rt_flag = format!("--runtime={rt}");
+        let id = d.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            &rt_flag,
+            IMAGE,
+            "sleep",
+            "1000",
+        ]);
+        let id = id.trim().to_string();
+        let seen = interactive_shell(&d, rt, &format!("exec -it {id} sh"));
+        d.ok(&["rm", "-f", &id]);
+        seen
+    };
+    let ours = exec_it("sandbox");
+    let runc = exec_it("runc");
+    eprintln!("docker exec -it, sandbox: {ours:?}");
+    assert_eq!(
+        ours, runc,
+        "docker exec -it: sandbox (left) vs runc (right)"
+    );
+    let mut d = d;
+    let left = d.stop();
+    assert!(
+        left.is_empty(),
+        "left behind after dockerd stopped:\n{}",
+        left.join("\n")
+    );
 }

@@ -591,6 +591,82 @@ print(out.decode(errors="replace"))
 }
 
 #[test]
+fn console_socket_terminals_are_sandbox_ptys() {
+    // The container's process and an exec'd one each get a pty of the
+    // sandbox's own (named /dev/pts/N, their controlling terminal) with the
+    // size set on the console socket's pty; typed lines are edited and
+    // echoed by the sandbox's line discipline, once.
+    let b = Bundle::new("ttys");
+    b.set_script(
+        "sleep 1; echo \"T1=$(tty) S1=$(stty size)\"; read x; echo \"X1=$x\"; sleep 100",
+        |c| c["process"]["terminal"] = true.into(),
+    );
+    let script = r#"
+import os, socket, subprocess, sys, time, fcntl, termios, struct, re, select
+runsc, root, bundle, path = sys.argv[1:5]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(2)
+def take():
+    conn, _ = s.accept()
+    msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    fcntl.ioctl(fds[0], termios.TIOCSWINSZ, struct.pack('HHHH', 25, 90, 0, 0))
+    return fds[0]
+def read_until(fd, want):
+    out = b""
+    end = time.time() + 8
+    while not re.search(want, out) and time.time() < end:
+        if not select.select([fd], [], [], 0.1)[0]:
+            continue
+        try:
+            d = os.read(fd, 1024)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+    return out
+create = subprocess.Popen([runsc, "--root", root, "create", "--bundle", bundle,
+                           "--console-socket", path, "t1"], stdin=subprocess.DEVNULL)
+m1 = take()
+assert create.wait() == 0, "create failed"
+subprocess.run([runsc, "--root", root, "start", "t1"], check=True)
+out = read_until(m1, rb"S1=.*\n")
+os.write(m1, b"ab\x7fc\n")
+out += read_until(m1, rb"X1=.*\n")
+ex = subprocess.Popen([runsc, "--root", root, "exec", "--console-socket", path, "-t", "t1",
+                       "sh", "-c", "sleep 1; echo \"T2=$(tty) S2=$(stty size)\""],
+                      stdin=subprocess.DEVNULL)
+m2 = take()
+out2 = read_until(m2, rb"S2=.*\n")
+print("exec status", ex.wait())
+subprocess.run([runsc, "--root", root, "kill", "t1", "KILL"])
+for o in (out, out2):
+    print(re.sub(r"/dev/pts/[0-9]+", "/dev/pts/N", o.decode(errors="replace")).encode("unicode_escape").decode())
+"#;
+    let sock = b.base.join("console.sock");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(runsc_bin())
+        .arg(b.state_root())
+        .arg(b.dir())
+        .arg(&sock);
+    b.ids.borrow_mut().push("t1".into());
+    let o = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+    assert_code(&o, 0, "console socket client");
+    let out = o.stdout_str();
+    for want in [
+        "T1=/dev/pts/N S1=25 90\\r\\n",
+        "ab\\x08 \\x08c\\r\\nX1=ac\\r\\n",
+        "exec status 0",
+        "T2=/dev/pts/N S2=25 90\\r\\n",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from\n{o:?}");
+    }
+}
+
+#[test]
 fn long_state_paths_like_dockers_work() {
     // docker: --root /var/run/docker/runtime-NAME/moby and 64-hex ids, so
     // the control socket's path is longer than sun_path.

@@ -2049,9 +2049,10 @@ fn py_sigwait_thread_takes_process_signals() {
 
 #[test]
 fn ctrl_c_on_a_terminal_interrupts_the_foreground_job() {
-    // An interactive bash on a pty (what `docker run -it` gives): job
-    // control works on the host terminal, and ^C stops the running
-    // command, not the shell.
+    // An interactive bash on a pty (what `docker run -it` gives): it gets
+    // a sandbox pty with job control, and ^C (a byte through the raw host
+    // terminal, a signal from the guest's line discipline) stops the
+    // running command, not the shell.
     let driver = r#"
 import os, pty, sys, time, select
 pid, fd = pty.fork()
@@ -2219,4 +2220,145 @@ fn capabilities_follow_linux_rules() {
         os.setresuid(1000, 1000, 1000)
         os._exit(0)
     os.waitpid(pid, 0)"#));
+}
+
+/// Runs `argv` (natively, or through `runsc do`) on a new pty of 30x100
+/// from a Python driver: once the program prints READY the pty is resized
+/// to 40x120, then "ab", DEL, "c" and a newline are typed. Returns what
+/// the terminal showed, /dev/pts numbers replaced by N.
+fn on_a_terminal(argv: &[&str]) -> String {
+    let driver = r#"
+import os, pty, sys, time, select, fcntl, termios, struct, re
+def winsz(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    winsz(0, 30, 100)
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b''
+def read_until(pred, t):
+    global out
+    end = time.time() + t
+    while time.time() < end and not pred():
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                return
+            if not d:
+                return
+            out += d
+read_until(lambda: b'READY' in out, 30)
+winsz(fd, 40, 120)
+time.sleep(1)
+os.write(fd, b'ab\x7fc\n')
+read_until(lambda: False, 30)
+_, status = os.waitpid(pid, 0)
+print(re.sub(r'/dev/pts/[0-9]+', '/dev/pts/N', out.decode(errors='replace')).encode('unicode_escape').decode())
+print('status', status)
+"#;
+    let mut args = vec!["python3", "-c", driver];
+    args.extend(argv);
+    let o = run_native(&args, None);
+    assert_code(&o, 0, "pty driver");
+    o.stdout_str()
+}
+
+#[test]
+fn terminal_is_a_sandbox_pty() {
+    // On a terminal, the sandbox's process is on a pty of its own
+    // (/dev/pts/N, its controlling terminal), with the host terminal's
+    // size, resized with it (SIGWINCH), editing lines itself.
+    let prog = r#"
+import os, signal, subprocess
+print('isatty', os.isatty(0), os.ttyname(0), os.ttyname(2), os.readlink('/proc/self/fd/1'))
+subprocess.run(['tty'])
+subprocess.run(['stty', 'size'])
+print('ctty', os.tcgetpgrp(0) == os.getpgrp(), os.getsid(0) == os.getpid())
+st = open('/proc/self/stat').read().rsplit(')', 1)[1].split()
+print('stat', int(st[4]) == os.stat(os.ttyname(0)).st_rdev, int(st[5]) == os.tcgetpgrp(0))
+got = []
+signal.signal(signal.SIGWINCH, lambda *a: got.append(tuple(os.get_terminal_size(0))))
+print('READY', flush=True)
+line = input()
+print('line', repr(line), 'winch', got)
+subprocess.run(['stty', 'size'])
+"#;
+    let runsc = runsc_bin().to_string_lossy().into_owned();
+    let native = on_a_terminal(&["python3", "-c", prog]);
+    let ours = on_a_terminal(&[&runsc, "do", "--", "python3", "-c", prog]);
+    assert_eq!(ours, native, "sandbox (left) vs native (right)");
+    for want in [
+        "isatty True /dev/pts/N /dev/pts/N /dev/pts/N\\r\\n/dev/pts/N\\r\\n30 100\\r\\n",
+        "ctty True True\\r\\nstat True True",
+        "ab\\x08 \\x08c\\r\\nline 'ac' winch [(120, 40)]\\r\\n40 120\\r\\n",
+        "status 0",
+    ] {
+        assert!(ours.contains(want), "{want:?} missing from\n{ours}");
+    }
+}
+
+#[test]
+fn terminal_output_drained_and_hangup_signalled() {
+    // All the output reaches the host terminal before the exit; closing
+    // the host terminal hangs the session up (SIGHUP), seen here on a
+    // stderr that is not the terminal (so it stays the host's file).
+    let driver = r#"
+import os, pty, sys, time, select, tempfile
+mode = sys.argv[1]
+err = tempfile.TemporaryFile()
+pid, fd = pty.fork()
+if pid == 0:
+    os.dup2(err.fileno(), 2)
+    os.execvp(sys.argv[2], sys.argv[2:])
+out = b''
+end = time.time() + 30
+while time.time() < end:
+    if mode == 'hangup' and b'READY' in out:
+        os.close(fd)
+        break
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            d = os.read(fd, 65536)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+_, status = os.waitpid(pid, 0)
+err.seek(0)
+if mode == 'drain':
+    print(len(out), out[-12:], status)
+else:
+    print(err.read().decode().strip(), status)
+"#;
+    let drain_prog = "import sys; sys.stdout.write('x' * 300000 + 'END\\n')";
+    let hup_prog = r#"
+import os, signal, sys, time
+def hup(*a):
+    os.write(2, b'got SIGHUP\n')
+    os._exit(7)
+signal.signal(signal.SIGHUP, hup)
+print('READY', flush=True)
+time.sleep(20)
+"#;
+    let runsc = runsc_bin().to_string_lossy().into_owned();
+    let run = |mode: &str, sandbox: bool, prog: &str| {
+        let mut args = vec!["python3", "-c", driver, mode];
+        if sandbox {
+            args.extend([runsc.as_str(), "do", "--"]);
+        }
+        args.extend(["python3", "-c", prog]);
+        let o = run_native(&args, None);
+        assert_code(&o, 0, mode);
+        o.stdout_str()
+    };
+    let ours = run("drain", true, drain_prog);
+    assert_eq!(ours, run("drain", false, drain_prog));
+    assert_eq!(ours, "300005 b'xxxxxxxEND\\r\\n' 0\n");
+    let ours = run("hangup", true, hup_prog);
+    assert_eq!(ours, run("hangup", false, hup_prog));
+    assert_eq!(ours, "got SIGHUP 1792\n");
 }

@@ -472,7 +472,7 @@ fn run(cli: Cli, g: &GlobalOpts) -> anyhow::Result<i32> {
                 },
             )
         }
-        Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid),
+        Command::ExecWait(w) => commands::exec_wait(g, &w.id, w.pid, false),
         Command::Pause(a) => ok(commands::pause(g, &a.id)),
         Command::Resume(a) => ok(commands::resume(g, &a.id)),
         Command::Update(u) => ok(commands::update(
@@ -592,5 +592,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         sysctls: Vec::new(),
         masked_paths: Vec::new(),
         readonly_paths: Vec::new(),
+        // On a terminal (stdin is one): the sandbox's own pty.
+        terminal: true,
     })
 }

@@ -5,6 +5,7 @@
 
 use crate::errno::Errno;
 use crate::fs;
+use crate::fs::console::Console;
 use crate::kernel::exec::load_image;
 use crate::kernel::signal::SigAction;
 use crate::kernel::sysctl;
@@ -18,6 +19,7 @@ use anyhow::{bail, Context as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 pub struct BootConfig {
     /// The program and its arguments (argv[0] is looked up in PATH).
@@ -74,6 +76,10 @@ pub struct BootConfig {
     pub masked_paths: Vec<String>,
     /// Guest paths made read-only (OCI linux.readonlyPaths).
     pub readonly_paths: Vec<String>,
+    /// PID 1 is on a terminal: when the host stdin is one, PID 1 gets a
+    /// pty of the sandbox's own (`fs::console`) in place of the host
+    /// stdio fds that are terminals, as its controlling terminal.
+    pub terminal: bool,
 }
 
 /// What the guest is told about the machine: set at `prepare`, changed by
@@ -145,6 +151,9 @@ pub struct ExecConfig {
     pub user: User,
     /// The guest's fds 0, 1 and 2 (host fds; None leaves the fd closed).
     pub stdio: [Option<OwnedFd>; 3],
+    /// On a terminal: as `BootConfig::terminal`, the host terminal being
+    /// `stdio[0]`.
+    pub terminal: bool,
 }
 
 /// A bind mount: a connected socket to the gofer serving the source
@@ -204,7 +213,15 @@ pub struct Sandbox {
     start: Mutex<Option<mpsc::Sender<()>>>,
     started: AtomicBool,
     take_interfaces: bool,
+    /// The consoles of the processes started on a terminal, by pid.
+    consoles: Consoles,
 }
+
+/// How long an exiting process's console may take to hand its last
+/// output to the host terminal.
+const CONSOLE_DRAIN: Duration = Duration::from_secs(5);
+
+type Consoles = Arc<Mutex<Vec<(i32, Arc<Console>)>>>;
 
 /// One guest process, for `runsc ps`.
 #[derive(Clone, Debug)]
@@ -236,7 +253,7 @@ impl Sandbox {
         tx.send(())
             .map_err(|_| anyhow::anyhow!("init task died before starting"))?;
         self.started.store(true, Ordering::SeqCst);
-        forward_host_signals(self.kernel.clone());
+        forward_host_signals(self.kernel.clone(), self.consoles.clone());
         Ok(())
     }
 
@@ -307,11 +324,13 @@ impl Sandbox {
         };
         let fsctx = fs_context(&kernel.vfs, root, &cfg.cwd, cfg.user.umask)?;
         let fds = FdTable::new();
-        for (fd, host) in cfg.stdio.into_iter().enumerate() {
-            if let Some(h) = host {
-                install_stdio(&fds, fd as i32, h);
-            }
-        }
+        let console = ConsoleGuard(install_stdio(
+            kernel,
+            &fds,
+            cfg.stdio,
+            cfg.terminal,
+            cfg.user.uid,
+        )?);
         let sighand = Arc::new(Mutex::new(
             [SigAction::default(); crate::kernel::signal::NSIG],
         ));
@@ -346,7 +365,7 @@ impl Sandbox {
             ts.procs.insert(
                 pid,
                 ProcEntry {
-                    tg,
+                    tg: tg.clone(),
                     parent: 0,
                     children: Vec::new(),
                     threads: vec![pid],
@@ -358,6 +377,9 @@ impl Sandbox {
                     cont_report: false,
                 },
             );
+            if let Some(c) = console.as_ref() {
+                c.make_controlling(pid, &tg);
+            }
             task
         };
         let pid = task.tid;
@@ -398,7 +420,12 @@ impl Sandbox {
             return Err(e).context("starting the process's thread");
         }
         match rx.recv() {
-            Ok(Ok(())) => Ok(pid),
+            Ok(Ok(())) => {
+                if let Some(c) = console.keep() {
+                    lock_consoles(&self.consoles).push((pid, c));
+                }
+                Ok(pid)
+            }
             Ok(Err((msg, code))) => {
                 forget(&task);
                 Err(ExecFailure { msg, code }.into())
@@ -413,7 +440,17 @@ impl Sandbox {
     /// Blocks until process `pid` started by `exec` exits; returns the
     /// shell-style exit code.
     pub fn wait_process(&self, pid: i32) -> i32 {
-        shell_code(self.kernel.wait_parentless(pid))
+        let code = shell_code(self.kernel.wait_parentless(pid));
+        let console = {
+            let mut cs = lock_consoles(&self.consoles);
+            cs.iter()
+                .position(|(p, _)| *p == pid)
+                .map(|i| cs.remove(i).1)
+        };
+        if let Some(c) = console {
+            c.finish(CONSOLE_DRAIN);
+        }
+        code
     }
 
     /// Sends `sig` to process `pid`.
@@ -471,7 +508,13 @@ impl Sandbox {
     /// Blocks until PID 1 exits; returns the shell-style exit code (status,
     /// or 128+signal).
     pub fn wait(&self) -> i32 {
-        shell_code(self.kernel.wait_for_init())
+        let code = shell_code(self.kernel.wait_for_init());
+        // Its last output reaches the terminal before the exit is told.
+        let consoles = std::mem::take(&mut *lock_consoles(&self.consoles));
+        for (_, c) in consoles {
+            c.finish(CONSOLE_DRAIN);
+        }
+        code
     }
 }
 
@@ -500,9 +543,64 @@ fn fs_context(vfs: &Vfs, root: Arc<Dentry>, cwd: &str, umask: u32) -> anyhow::Re
     Ok(FsContext { cwd: cwd_d, ..fsc })
 }
 
+/// A new process's console until the process runs: on the error paths
+/// before, the console stops and the host terminal gets its modes back.
+struct ConsoleGuard(Option<Arc<Console>>);
+
+impl ConsoleGuard {
+    fn as_ref(&self) -> Option<&Arc<Console>> {
+        self.0.as_ref()
+    }
+
+    /// The process runs: the console stays.
+    fn keep(mut self) -> Option<Arc<Console>> {
+        self.0.take()
+    }
+}
+
+impl Drop for ConsoleGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.finish(Duration::ZERO);
+        }
+    }
+}
+
+fn lock_consoles(c: &Consoles) -> std::sync::MutexGuard<'_, Vec<(i32, Arc<Console>)>> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Installs a new process's stdio: the host fds, or, on a terminal (see
+/// `BootConfig::terminal`), a console's pty slave in place of those that
+/// are terminals. Returns the console.
+fn install_stdio(
+    kernel: &Arc<Kernel>,
+    fds: &FdTable,
+    stdio: [Option<OwnedFd>; 3],
+    terminal: bool,
+    uid: u32,
+) -> anyhow::Result<Option<Arc<Console>>> {
+    let console = if terminal {
+        Console::open(kernel, &stdio, uid)?
+    } else {
+        None
+    };
+    for (fd, host) in stdio.into_iter().enumerate() {
+        let Some(h) = host else { continue };
+        match &console {
+            // SAFETY: isatty on a host fd we own.
+            Some((_, slave)) if unsafe { libc::isatty(h.as_raw_fd()) } == 1 => {
+                let _ = fds.install_at(fd as i32, slave.clone(), false, 1024);
+            }
+            _ => install_host_stdio(fds, fd as i32, h),
+        }
+    }
+    Ok(console.map(|(c, _)| c))
+}
+
 /// Installs host fd `host` as the guest's `fd`, with the host
 /// description's access mode and flags.
-fn install_stdio(fds: &FdTable, fd: i32, host: OwnedFd) {
+fn install_host_stdio(fds: &FdTable, fd: i32, host: OwnedFd) {
     // SAFETY: F_GETFL on an fd we own.
     let fl = unsafe { libc::fcntl(host.as_raw_fd(), libc::F_GETFL) };
     let fl = if fl < 0 {
@@ -719,14 +817,19 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
 
     let fsctx = fs_context(&vfs, vfs.root(), &cfg.cwd, cfg.user.umask)?;
     let fds = FdTable::new();
-    for fd in 0..3 {
+    let stdio = [0, 1, 2].map(|fd| {
         // SAFETY: dup of our own stdio; failure leaves the guest fd closed.
         let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-        if d >= 0 {
-            // SAFETY: d is a fresh fd we own.
-            install_stdio(&fds, fd, unsafe { OwnedFd::from_raw_fd(d) });
-        }
-    }
+        // SAFETY: d is a fresh fd we own.
+        (d >= 0).then(|| unsafe { OwnedFd::from_raw_fd(d) })
+    });
+    let console = ConsoleGuard(install_stdio(
+        &kernel,
+        &fds,
+        stdio,
+        cfg.terminal,
+        cfg.user.uid,
+    )?);
     let sighand = Arc::new(Mutex::new(
         [SigAction::default(); crate::kernel::signal::NSIG],
     ));
@@ -760,7 +863,7 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         ts.procs.insert(
             1,
             ProcEntry {
-                tg,
+                tg: tg.clone(),
                 parent: 0,
                 children: Vec::new(),
                 threads: vec![1],
@@ -772,6 +875,9 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
                 cont_report: false,
             },
         );
+    }
+    if let Some(c) = console.as_ref() {
+        c.make_controlling(1, &tg);
     }
     let path = resolve_command(&task, &cfg.argv[0], &cfg.env)?;
     let argv: Vec<Vec<u8>> = cfg.argv.iter().map(|s| s.as_bytes().to_vec()).collect();
@@ -808,6 +914,9 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
         start: Mutex::new(Some(start_tx)),
         started: AtomicBool::new(false),
         take_interfaces: cfg_take_interfaces,
+        consoles: Arc::new(Mutex::new(
+            console.keep().into_iter().map(|c| (1, c)).collect(),
+        )),
     })
 }
 
@@ -898,8 +1007,10 @@ fn forward_host_signals_setup() {
     }
 }
 
-/// Signals sent to `runsc` go to the sandbox's PID 1, as with a container.
-fn forward_host_signals(kernel: Arc<Kernel>) {
+/// Signals sent to `runsc` go to the sandbox's PID 1, as with a container;
+/// SIGWINCH, the host terminal's resize, goes to the consoles instead when
+/// there are any (they pass the new size to their pty).
+fn forward_host_signals(kernel: Arc<Kernel>, consoles: Consoles) {
     let _ = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -909,24 +1020,27 @@ fn forward_host_signals(kernel: Arc<Kernel>) {
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 continue;
             }
-            // Signals a terminal generates (^C, ^\\, a resize) go to the
-            // guest's foreground process group on it, as the terminal would
-            // send them; others (docker stop's SIGTERM…) to PID 1.
-            let fg = crate::fs::host::host_tty_foreground();
-            let tty_sig = matches!(sig, libc::SIGINT | libc::SIGQUIT | libc::SIGWINCH);
-            let targets: Vec<_> = {
-                let ts = kernel.ts();
-                if tty_sig && fg > 0 {
-                    ts.procs
-                        .values()
-                        .filter(|e| e.pgid == fg && e.zombie.is_none())
-                        .map(|e| e.tg.clone())
-                        .collect()
-                } else {
-                    ts.procs.get(&1).map(|e| e.tg.clone()).into_iter().collect()
+            // The host kernel's SIGHUP for a hung-up host terminal: PID 1's
+            // console hangs its pty up, which signals the guest session as
+            // Linux would; forwarding it too would make it twice.
+            if sig == libc::SIGHUP
+                && lock_consoles(&consoles)
+                    .iter()
+                    .any(|(pid, c)| *pid == 1 && c.host_hung_up())
+            {
+                continue;
+            }
+            if sig == libc::SIGWINCH {
+                let cs = lock_consoles(&consoles);
+                if !cs.is_empty() {
+                    for (_, c) in cs.iter() {
+                        c.host_resized();
+                    }
+                    continue;
                 }
-            };
-            for tg in targets {
+            }
+            let init = kernel.ts().procs.get(&1).map(|e| e.tg.clone());
+            if let Some(tg) = init {
                 kernel.send_to_group(
                     &tg,
                     crate::kernel::signal::SigInfo::new(sig, crate::kernel::signal::SI_USER),

@@ -14,7 +14,7 @@ pub const HOST_SYSCALLS: &[(&str, &str)] = &[
     ("lseek", "memory file SEEK_DATA/SEEK_HOLE on fork"),
     (
         "ioctl",
-        "terminal ioctls on host stdio (TCGETS, TIOCGWINSZ, ...); on hostinet sockets FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK and the SIOCGIF* interface queries (SIOCGIFCONF, ADDR, FLAGS, INDEX, NAME, NETMASK, MTU, HWADDR, BRDADDR, DSTADDR, METRIC, TXQLEN); at start, taking over the container's interface: SIOCGIFFLAGS/HWADDR/ADDR/NETMASK/MTU/INDEX and SIOCSIFADDR 0.0.0.0 (removing the host's address)",
+        "terminal ioctls on host stdio (TCGETS, TIOCGWINSZ, ...); the console's host terminal: TCGETS/TCSETS (raw mode and back), TIOCGWINSZ; on hostinet sockets FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK and the SIOCGIF* interface queries (SIOCGIFCONF, ADDR, FLAGS, INDEX, NAME, NETMASK, MTU, HWADDR, BRDADDR, DSTADDR, METRIC, TXQLEN); at start, taking over the container's interface: SIOCGIFFLAGS/HWADDR/ADDR/NETMASK/MTU/INDEX and SIOCSIFADDR 0.0.0.0 (removing the host's address)",
     ),
     ("ppoll", "blocking on wait queues (eventfd) and host fds"),
     ("poll", "readiness of host fds"),

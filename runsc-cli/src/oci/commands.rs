@@ -335,6 +335,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             sysctls: c.sysctls.clone(),
             masked_paths: c.masked_paths.clone(),
             readonly_paths: c.readonly_paths.clone(),
+            terminal: c.terminal,
         })?;
         Ok(Arc::new(sandbox))
     })();
@@ -955,6 +956,7 @@ pub fn exec(g: &GlobalOpts, id: &str, o: &ExecOpts) -> anyhow::Result<i32> {
         &Request::Exec {
             process,
             stdio: vec![0, 1, 2],
+            terminal,
         },
         &stdio,
         Some(CONTROL_TIMEOUT),
@@ -992,13 +994,15 @@ pub fn exec(g: &GlobalOpts, id: &str, o: &ExecOpts) -> anyhow::Result<i32> {
         state::write_atomic(p, std::process::id().to_string().as_bytes())
             .with_context(|| format!("--pid-file {}", p.display()))?;
     }
-    exec_wait(g, id, pid)
+    exec_wait(g, id, pid, terminal)
 }
 
 /// `runsc exec-wait` (internal): forwards the signals we get to process
 /// `pid` of the container and returns its exit code once it has exited
-/// (137, as SIGKILL, if the sandbox went away first).
-pub fn exec_wait(g: &GlobalOpts, id: &str, pid: i32) -> anyhow::Result<i32> {
+/// (137, as SIGKILL, if the sandbox went away first). `terminal`: the
+/// process is on a sandbox pty following our terminal (not forwarding
+/// SIGWINCH, which the pty sends on the resize itself).
+pub fn exec_wait(g: &GlobalOpts, id: &str, pid: i32, terminal: bool) -> anyhow::Result<i32> {
     let dir = ContainerDir::new(&g.root, id)?;
     let set = forward_signals_setup();
     let sock = dir.control_socket();
@@ -1009,6 +1013,11 @@ pub fn exec_wait(g: &GlobalOpts, id: &str, pid: i32) -> anyhow::Result<i32> {
             let mut sig = 0;
             // SAFETY: sigwait on a valid set with a valid out pointer.
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            // On a terminal, the process's sandbox pty follows our
+            // terminal's size and signals its foreground group itself.
+            if terminal && sig == libc::SIGWINCH {
                 continue;
             }
             let r = control::call(

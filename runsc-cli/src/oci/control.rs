@@ -27,6 +27,10 @@ pub enum Request {
     Exec {
         process: ExecProcess,
         stdio: Vec<i32>,
+        /// process.terminal: the process gets a pty of the sandbox's own
+        /// on the host terminal that is its stdin.
+        #[serde(default)]
+        terminal: bool,
     },
     /// Wait for a process `Exec` started: the reply's exit_code.
     WaitProcess {
@@ -358,7 +362,11 @@ fn answer(
 ) -> anyhow::Result<Reply> {
     tracing::debug!(?req, "control request");
     Ok(match req {
-        Request::Exec { process, stdio } => {
+        Request::Exec {
+            process,
+            stdio,
+            terminal,
+        } => {
             if stdio.len() != fds.len() {
                 bail!(
                     "exec: {} stdio fds announced, {} received",
@@ -386,6 +394,7 @@ fn answer(
                     caps: process.caps.map(Into::into),
                 },
                 stdio: guest,
+                terminal,
             })?;
             Reply {
                 pid: Some(pid),
@@ -452,7 +461,7 @@ mod tests {
             let (conn, _) = listener.accept().unwrap();
             let (line, fds) = read_request(&conn).unwrap();
             let req: Request = serde_json::from_str(&line).unwrap();
-            let Request::Exec { process, stdio } = req else {
+            let Request::Exec { process, stdio, .. } = req else {
                 panic!("{line}");
             };
             assert_eq!(process.args, ["echo", "hi"]);
@@ -481,6 +490,7 @@ mod tests {
                 caps: None,
             },
             stdio: vec![1],
+            terminal: false,
         };
         let reply =
             call_with_fds(&sock, &req, &[w.as_raw_fd()], Some(Duration::from_secs(10))).unwrap();

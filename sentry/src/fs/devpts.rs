@@ -793,6 +793,89 @@ impl Pty {
 }
 
 // ---------------------------------------------------------------------------
+// The sandbox console's end (console.rs): a master the sentry drives for
+// the host terminal, not a guest fd.
+// ---------------------------------------------------------------------------
+
+impl Pty {
+    /// Notified on every change of either end.
+    pub fn queue(&self) -> &WaitQueue {
+        &self.queue
+    }
+
+    /// Output waiting for the master side.
+    pub fn has_output(&self) -> bool {
+        !self.st().ld.outq.is_empty()
+    }
+
+    /// A master read: takes output for the host terminal.
+    pub fn take_output(&self, buf: &mut [u8]) -> usize {
+        let n = self.st().ld.master_read(buf);
+        if n > 0 {
+            self.queue.notify_all();
+        }
+        n
+    }
+
+    /// A master write: input typed at the host terminal. Returns the bytes
+    /// accepted; the signals its ISIG characters make go to the
+    /// foreground process group.
+    pub fn put_input(&self, buf: &[u8]) -> usize {
+        let mut sigs = Vec::new();
+        let n = self.st().ld.master_write(buf, &mut sigs);
+        if n > 0 {
+            self.queue.notify_all();
+        }
+        if let Some(k) = self.kernel.upgrade() {
+            for sig in sigs {
+                self.signal_fg(&k, sig);
+            }
+        }
+        n
+    }
+
+    /// TIOCSWINSZ: a changed size sends SIGWINCH to the foreground group.
+    pub fn set_winsize(&self, ws: [u8; 8]) {
+        let changed = {
+            let mut st = self.st();
+            let changed = st.ld.winsize != ws;
+            st.ld.winsize = ws;
+            changed
+        };
+        if changed {
+            if let Some(k) = self.kernel.upgrade() {
+                self.signal_fg(&k, libc::SIGWINCH);
+            }
+        }
+    }
+
+    /// Makes this the controlling terminal of the session `leader` leads
+    /// (its id `sid`), with `pgid` in the foreground: what a session
+    /// leader's TIOCSCTTY does.
+    pub fn set_controlling(&self, sid: i32, leader: &Arc<ThreadGroup>, pgid: i32) {
+        let mut st = self.st();
+        st.session = Some(Session {
+            sid,
+            leader: Arc::downgrade(leader),
+        });
+        st.fg_pgrp = pgid;
+    }
+}
+
+impl DevPts {
+    /// A new, unlocked pty pair whose master the sentry holds (the
+    /// console); the slave node belongs to `uid`.
+    pub fn new_console(&self, kernel: &Arc<Kernel>, uid: u32) -> KResult<Arc<MasterFile>> {
+        let pty = self.new_pty(uid, Arc::downgrade(kernel))?;
+        pty.st().locked = false;
+        Ok(Arc::new(MasterFile {
+            pty,
+            node: self.ptmx_node(),
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The two ends.
 // ---------------------------------------------------------------------------
 

@@ -23,18 +23,6 @@ const WINSIZE_SIZE: usize = 8;
 /// sentry thread is never stuck in the host kernel.
 const STREAM_CHUNK: usize = 4096;
 
-/// The foreground process group the guest set on the host terminal it was
-/// given as stdio (TIOCSPGRP); 0 until set. The host kernel's own job
-/// control sees only the sandbox process, so the sentry keeps the guest's,
-/// and terminal signals the host sends the sandbox (^C, ^\\, window size)
-/// go to this group.
-static HOST_TTY_FG: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-/// The guest's foreground process group on the host terminal (0: unset).
-pub fn host_tty_foreground() -> i32 {
-    HOST_TTY_FG.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 pub struct HostFile {
     fd: OwnedFd,
     /// Regular file, block device or directory: positioned I/O.
@@ -108,11 +96,6 @@ impl HostFile {
             shared_offset: matches!(fmt, libc::S_IFREG | libc::S_IFBLK),
             dir_lock: Mutex::new(()),
         })
-    }
-
-    fn is_tty(&self) -> bool {
-        // SAFETY: isatty on our own fd.
-        unsafe { libc::isatty(self.raw_fd()) == 1 }
     }
 
     /// read(2)/write(2) at the host offset, for shared-offset files (they
@@ -401,51 +384,6 @@ impl FileOps for HostFile {
             self.ioctl_out(t, cmd, arg, WINSIZE_SIZE)
         } else if c == libc::TIOCSWINSZ {
             self.ioctl_in(t, cmd, arg, WINSIZE_SIZE)
-        } else if c == libc::TIOCGPGRP
-            || c == libc::TIOCSPGRP
-            || c == libc::TIOCGSID
-            || c == libc::TIOCSCTTY
-        {
-            // Job control on the host terminal, kept in the sentry. Only a
-            // terminal answers (the host says whether this is one).
-            if !self.is_tty() {
-                return Err(Errno::ENOTTY);
-            }
-            let (pgid, sid) = {
-                let ts = t.kernel.ts();
-                let me = ts.procs.get(&t.tgid());
-                (me.map_or(0, |e| e.pgid), me.map_or(0, |e| e.sid))
-            };
-            if c == libc::TIOCSCTTY {
-                return Ok(0);
-            }
-            if c == libc::TIOCGSID {
-                t.mm().write_u32(arg, sid as u32)?;
-                return Ok(0);
-            }
-            if c == libc::TIOCGPGRP {
-                let fg = match host_tty_foreground() {
-                    0 => pgid,
-                    g => g,
-                };
-                t.mm().write_u32(arg, fg as u32)?;
-                return Ok(0);
-            }
-            let want = t.mm().read_u32(arg)? as i32;
-            if want <= 0 {
-                return Err(Errno::EINVAL);
-            }
-            let ok = t
-                .kernel
-                .ts()
-                .procs
-                .values()
-                .any(|e| e.pgid == want && e.sid == sid);
-            if !ok {
-                return Err(Errno::EPERM);
-            }
-            HOST_TTY_FG.store(want, std::sync::atomic::Ordering::Relaxed);
-            Ok(0)
         } else if c == libc::FIONREAD {
             let mut n: libc::c_int = 0;
             // SAFETY: FIONREAD writes one int into n.

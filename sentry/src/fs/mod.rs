@@ -3,6 +3,7 @@
 //! filesystem ids, anonymous device numbers and the generic directory and
 //! O_PATH open files.
 
+pub mod console;
 pub mod dev;
 pub mod devpts;
 pub mod epoll;

@@ -1053,10 +1053,13 @@ fn gen_stat(v: &View, k: &Arc<Kernel>) -> KResult<Vec<u8>> {
         .as_ref()
         .map(|m| (m.brk_start, m.arg_start, m.arg_end, m.env_start, m.env_end))
         .unwrap_or_default();
+    // The session's controlling terminal and its foreground group.
+    let (tty_nr, tpgid) =
+        crate::fs::devpts::session_tty(k, info.sid).map_or((0, -1), |(dev, fg, _)| (dev, fg));
     let mut s = String::with_capacity(256);
     let _ = write!(
         s,
-        "{pid} ({}) {state} {} {} {} 0 -1 {} 0 0 0 0 {} 0 {} 0 {} {} {} 0 {start} {} {} {rsslim} ",
+        "{pid} ({}) {state} {} {} {} {tty_nr} {tpgid} {} 0 0 0 0 {} 0 {} 0 {} {} {} 0 {start} {} {} {rsslim} ",
         String::from_utf8_lossy(&comm),
         info.ppid,
         info.pgid,
