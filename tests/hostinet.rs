@@ -661,3 +661,26 @@ fn asyncio_streams_server_and_clients() {
     "#,
     ));
 }
+
+/// ICMP echo sockets pass through to the host, which decides who may
+/// create them (its net.ipv4.ping_group_range, shown read-only).
+#[test]
+fn ping_sockets_follow_the_host() {
+    assert_same_spec(&hostnet(
+        r#"
+        import socket, errno, struct, select
+        rng = open('/proc/sys/net/ipv4/ping_group_range').read()
+        print('range', rng.encode())
+        lo, hi = map(int, rng.split())
+        try:
+            p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        except OSError as e:
+            print('ping socket', errno.errorcode[e.errno])
+        else:
+            p.sendto(struct.pack('!BBHHH', 8, 0, 0, 0, 1) + b'hi', ('127.0.0.1', 0))
+            select.select([p], [], [], 5)
+            d = p.recv(100)
+            print('reply', d[0], d[6:])
+    "#,
+    ));
+}

@@ -471,3 +471,108 @@ fn py_so_reuseport_shares_a_port() {
         print('udp plain', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(u1.getsockname())))
     "#));
 }
+
+/// Ping sockets (SOCK_DGRAM/IPPROTO_ICMP, ICMPV6) and raw ICMP sockets,
+/// with net.ipv4.ping_group_range deciding who may create ping sockets.
+/// The native run moves into a network namespace of its own (the sysctl
+/// is per namespace, and a new one starts at Linux's "1 0"); in the
+/// sandbox unshare is refused and the sandbox's stack is that namespace.
+#[test]
+fn py_icmp_ping_and_raw_sockets() {
+    if !host_has_ipv6() {
+        return;
+    }
+    assert_same_spec(&py(r#"
+        import socket, struct, ctypes, os, errno, fcntl, select
+        libc = ctypes.CDLL(None, use_errno=True)
+        # Natively: a network namespace of our own (the sysctl is per namespace).
+        libc.unshare(0x40000000)
+        s = socket.socket()
+        try:
+            r = fcntl.ioctl(s, 0x8913, struct.pack('16sh', b'lo', 0)); fl = struct.unpack('16sh', r[:18])[1]
+            fcntl.ioctl(s, 0x8914, struct.pack('16sh', b'lo', fl | 1))
+        except OSError:
+            pass
+        def err(f):
+            try:
+                r = f(); return 'ok' if r is None else r
+            except OSError as e:
+                return errno.errorcode.get(e.errno, e.errno)
+        RANGE = '/proc/sys/net/ipv4/ping_group_range'
+        def setrange(v):
+            fd = os.open(RANGE, os.O_WRONLY)
+            try: return err(lambda: os.write(fd, v))
+            finally: os.close(fd)
+        print('range', open(RANGE).read().encode())
+        print('ping default', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 1)),
+              err(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, 58)))
+        print('set', setrange(b'0 2147483647'), open(RANGE).read().encode())
+        print('empty', setrange(b'5 3'), open(RANGE).read().encode(), setrange(b'0 2147483647'))
+        def csum(b):
+            if len(b) % 2: b += b'\0'
+            s = sum(struct.unpack('!%dH' % (len(b)//2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+            return ~s & 0xffff
+        for fam, dst, typ, proto in ((socket.AF_INET, '127.0.0.1', 8, 1), (socket.AF_INET6, '::1', 128, 58)):
+            P = lambda: socket.socket(fam, socket.SOCK_DGRAM, proto)
+            p = P()
+            print(fam, 'fresh', p.getsockname(), err(p.getpeername))
+            print('short', err(lambda: p.sendto(bytes([typ, 0, 0]), (dst, 0))))
+            print('not echo', err(lambda: p.sendto(struct.pack('!BBHHH', 13, 0, 0, 1, 1), (dst, 0))))
+            print('code 1', err(lambda: p.sendto(struct.pack('!BBHHH', typ, 1, 0, 1, 1), (dst, 0))))
+            print('no dest', err(lambda: p.send(struct.pack('!BBHHH', typ, 0, 0, 1, 1))))
+            msg = struct.pack('!BBHHH', typ, 0, 0, 0x1234, 7) + b'payload!'
+            print('send', p.sendto(msg, (dst, 0)))
+            ident = p.getsockname()[1]
+            print('bound', p.getsockname()[0], ident != 0)
+            data, addr = p.recvfrom(100)
+            t, c, ck, i, seq = struct.unpack('!BBHHH', data[:8])
+            print('reply', t, c, i == ident, seq, data[8:], addr[:2])
+            if fam == socket.AF_INET: print('checksum ok', csum(data) == 0)
+            print('nothing more', err(lambda: p.recv(100, socket.MSG_DONTWAIT)))
+            print('listen', err(lambda: p.listen(1)), 'bind again', err(lambda: p.bind((dst, 0))))
+            print('bind foreign', err(lambda: P().bind(('10.9.9.9' if proto == 1 else '2001:db8::1', 0))))
+            q = P(); q.bind((dst, 0)); qi = q.getsockname()[1]
+            print('bound ident', qi != 0 and qi != ident)
+            c = P(); c.connect((dst, 0))
+            print('connected', c.getsockname()[0], c.getsockname()[1] != 0, err(c.getpeername))
+            print('send connected', c.send(msg))
+            select.select([c], [], [], 2)
+            print('peek', len(c.recv(100, socket.MSG_PEEK)), 'trunc', len(c.recv(4)), err(lambda: c.recv(100, socket.MSG_DONTWAIT)))
+            q.sendto(msg + b'x' * 1000, (dst, 0))
+            select.select([q], [], [], 2)
+            b = bytearray(2000)
+            print('other socket', q.recv_into(b), 'first', err(lambda: p.recv(100, socket.MSG_DONTWAIT)))
+            print('poll', select.select([p, q], [p, q], [], 0)[0] == [])
+            r = socket.socket(fam, socket.SOCK_RAW, proto); r.settimeout(2)
+            print('raw sockname', r.getsockname(), err(r.getpeername))
+            m = struct.pack('!BBHHH', typ, 0, 0, 77, 9) + b'raw'
+            if fam == socket.AF_INET: m = m[:2] + struct.pack('!H', csum(m)) + m[4:]
+            r.sendto(m, (dst, 0))
+            for _ in range(2):
+                d, a = r.recvfrom(200)
+                if fam == socket.AF_INET:
+                    print('raw got', len(d), d[0], d[8], d[9], d[20], d[21], struct.unpack('!HH', d[24:28]), d[28:], csum(d[:20]) == 0, csum(d[20:]) == 0, a)
+                else:
+                    print('raw got', len(d), d[0], d[1], struct.unpack('!HH', d[4:8]), d[8:], a[:2])
+            print('raw ping', err(lambda: p.recv(100, socket.MSG_DONTWAIT)))
+        print('raw udp', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)) != 'ok')
+        os.setgid(65534); os.setgroups([]); os.setuid(65534)
+        print('nobody ping', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 1).close()),
+              'raw', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)),
+              'raw udp', err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, 17)),
+              'set', setrange(b'1 0') if os.access(RANGE, os.W_OK) else 'no access')
+    "#));
+}
+
+/// busybox ping as root uses a raw ICMP socket.
+#[test]
+fn busybox_ping_loopback() {
+    let o = assert_same_spec(&sh(
+        "busybox ping -c 2 127.0.0.1 | sed -e 's/time=.*//' -e '/round-trip/d'; echo rc=$?",
+    ));
+    assert!(
+        o.stdout_str()
+            .contains("2 packets transmitted, 2 packets received"),
+        "{o:?}"
+    );
+}

@@ -133,20 +133,63 @@ fn sys_kernel(fs: &Arc<ProcFs>) -> Arc<Node> {
     )
 }
 
+/// net.ipv4.ping_group_range: the sandbox stack's (root may set it); with
+/// `--network=host` the host's, which decides there, read-only.
+fn ping_group_range_node(fs: &Arc<ProcFs>) -> Arc<Node> {
+    use crate::net::{netstack::icmp, network_mode, NetworkMode};
+    rw_file(
+        fs,
+        "sys/net/ipv4/ping_group_range",
+        &Owner::Kernel,
+        |_k: &Arc<Kernel>| {
+            if network_mode() == NetworkMode::Host {
+                if let Ok(v) = std::fs::read("/proc/sys/net/ipv4/ping_group_range") {
+                    return Ok(v);
+                }
+            }
+            let (low, high) = icmp::ping_group_range();
+            Ok(format!("{low}\t{high}\n").into_bytes())
+        },
+        |_k: &Arc<Kernel>, buf: &[u8]| -> KResult<()> {
+            if current().is_some_and(|t| t.creds().euid != 0) || network_mode() == NetworkMode::Host
+            {
+                return Err(Errno::EPERM);
+            }
+            icmp::set_ping_group_range(buf)
+        },
+    )
+}
+
 fn sys_net(fs: &Arc<ProcFs>) -> Arc<Node> {
+    let f = fs.clone();
     subdir(
         fs,
         "sys/net",
-        vec![("core", {
-            let fs = fs.clone();
-            Box::new(move || {
-                subdir(
-                    &fs,
-                    "sys/net/core",
-                    vec![("somaxconn", val(&fs, "sys/net/core/somaxconn", "4096"))],
-                )
-            })
-        })],
+        vec![
+            ("ipv4", {
+                Box::new(move || {
+                    let g = f.clone();
+                    subdir(
+                        &f,
+                        "sys/net/ipv4",
+                        vec![(
+                            "ping_group_range",
+                            Box::new(move || ping_group_range_node(&g)),
+                        )],
+                    )
+                })
+            }),
+            ("core", {
+                let fs = fs.clone();
+                Box::new(move || {
+                    subdir(
+                        &fs,
+                        "sys/net/core",
+                        vec![("somaxconn", val(&fs, "sys/net/core/somaxconn", "4096"))],
+                    )
+                })
+            }),
+        ],
     )
 }
 

@@ -26,6 +26,7 @@
 //! way for TCP, `UDP_BUF_SIZE` for UDP): SO_RCVBUF/SO_SNDBUF report them,
 //! and what a set asks as Linux would, but do not resize them.
 
+pub mod icmp;
 pub mod tcp;
 pub mod udp;
 
@@ -71,6 +72,8 @@ const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const PROTO_TCP: usize = 0;
 pub const PROTO_UDP: usize = 1;
+/// Ping sockets' identifiers.
+pub const PROTO_ICMP: usize = 2;
 
 /// socket(AF_INET/AF_INET6, ty, proto) on the sandbox's stack.
 pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn FileOps>> {
@@ -81,15 +84,28 @@ pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn
             }
             Ok(tcp::TcpSocket::new(t, family))
         }
+        libc::SOCK_DGRAM if is_icmp(family, proto) => {
+            Ok(icmp::IcmpSocket::create(t, family, false)?)
+        }
         libc::SOCK_DGRAM => {
             if proto != 0 && proto != libc::IPPROTO_UDP {
                 return Err(Errno::EPROTONOSUPPORT);
             }
             Ok(udp::UdpSocket::new(t, family))
         }
-        libc::SOCK_RAW => Err(Errno::EPERM),
+        // Raw sockets need CAP_NET_RAW first (inet_create), whatever the
+        // protocol; ICMP is the one we serve.
+        libc::SOCK_RAW if !t.creds().privileged() => Err(Errno::EPERM),
+        libc::SOCK_RAW if is_icmp(family, proto) => Ok(icmp::IcmpSocket::create(t, family, true)?),
+        libc::SOCK_RAW => Err(Errno::EPROTONOSUPPORT),
         _ => Err(Errno::ESOCKTNOSUPPORT),
     }
+}
+
+/// IPPROTO_ICMP for IPv4, IPPROTO_ICMPV6 for IPv6.
+fn is_icmp(family: i32, proto: i32) -> bool {
+    (family == libc::AF_INET && proto == libc::IPPROTO_ICMP)
+        || (family == libc::AF_INET6 && proto == libc::IPPROTO_ICMPV6)
 }
 
 /// A unique id per guest socket: owner of port bindings and listeners.
@@ -255,8 +271,8 @@ pub struct Inner {
     dev: Loopback,
     pub sockets: SocketSet<'static>,
     watch: HashMap<SocketHandle, Watch>,
-    binds: [HashMap<u16, Vec<Binding>>; 2],
-    next_port: [u16; 2],
+    binds: [HashMap<u16, Vec<Binding>>; 3],
+    next_port: [u16; 3],
     /// TCP sockets the guest closed, left to finish their FIN or RST.
     orphans: Vec<SocketHandle>,
     listeners: HashMap<u64, Listener>,
@@ -322,8 +338,8 @@ impl Stack {
                 dev,
                 sockets: SocketSet::new(Vec::new()),
                 watch: HashMap::new(),
-                binds: [HashMap::new(), HashMap::new()],
-                next_port: [start, start],
+                binds: [HashMap::new(), HashMap::new(), HashMap::new()],
+                next_port: [start, start, start],
                 orphans: Vec::new(),
                 listeners: HashMap::new(),
                 epoch,
@@ -642,6 +658,7 @@ impl Inner {
                     (tcp_state_code(st), t.recv_queue(), t.send_queue())
                 }
                 AnySocket::Udp(u) => (0, u.recv_queue(), u.send_queue()),
+                AnySocket::Raw(r) => (0, r.recv_queue(), r.send_queue()),
                 #[allow(unreachable_patterns)]
                 _ => continue,
             };
@@ -665,6 +682,7 @@ impl Inner {
                 (tcp_state_code(t.state()), t.recv_queue(), t.send_queue()),
             ),
             Some((_, AnySocket::Udp(u))) => (TcpState::Closed, (0, u.recv_queue(), u.send_queue())),
+            Some((_, AnySocket::Raw(r))) => (TcpState::Closed, (0, r.recv_queue(), r.send_queue())),
             _ => (TcpState::Closed, (0, 0, 0)),
         };
         let ended = self.watch.get(&h).and_then(|w| w.ended);
@@ -690,6 +708,10 @@ impl Inner {
 
     pub fn udp(&mut self, h: SocketHandle) -> &mut smoltcp::socket::udp::Socket<'static> {
         self.sockets.get_mut::<smoltcp::socket::udp::Socket>(h)
+    }
+
+    pub fn raw(&mut self, h: SocketHandle) -> &mut smoltcp::socket::raw::Socket<'static> {
+        self.sockets.get_mut::<smoltcp::socket::raw::Socket>(h)
     }
 
     /// Hands a TCP socket the guest closed to the stack: it finishes its
