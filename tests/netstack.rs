@@ -376,6 +376,17 @@ fn host_has_ipv6() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
+/// Whether the native run may enter a network namespace of its own (it
+/// runs as root): the tests that need a fresh one (its sysctls, only its
+/// sockets, IPv6 loopback even where the host has none) are skipped
+/// otherwise.
+fn native_can_unshare_net() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    })
+}
+
 #[test]
 fn py_ipv6_loopback_and_dual_stack() {
     // ::1 for TCP and UDP, a "::" listener reached over IPv4 (v4-mapped
@@ -479,7 +490,7 @@ fn py_so_reuseport_shares_a_port() {
 /// sandbox unshare is refused and the sandbox's stack is that namespace.
 #[test]
 fn py_icmp_ping_and_raw_sockets() {
-    if !host_has_ipv6() {
+    if !native_can_unshare_net() {
         return;
     }
     assert_same_spec(&py(r#"
@@ -575,4 +586,75 @@ fn busybox_ping_loopback() {
             .contains("2 packets transmitted, 2 packets received"),
         "{o:?}"
     );
+}
+
+/// /proc/net/tcp, tcp6, udp, udp6: listeners, connections (one still in
+/// the accept queue, with inode 0), bound and connected UDP sockets, each
+/// found by its fd's inode, compared field by field with a native run in
+/// an empty network namespace; and busybox netstat reads them.
+#[test]
+fn py_proc_net_tcp_udp_rows() {
+    if !native_can_unshare_net() {
+        return;
+    }
+    assert_same_spec(&py(r#"
+        import socket, os, struct, fcntl, ctypes, subprocess, re
+        libc = ctypes.CDLL(None, use_errno=True)
+        # Natively: an empty network namespace, so only this program's sockets show.
+        if libc.unshare(0x40000000) == 0:
+            s = socket.socket()
+            r = fcntl.ioctl(s, 0x8913, struct.pack('16sh', b'lo', 0)); fl = struct.unpack('16sh', r[:18])[1]
+            fcntl.ioctl(s, 0x8914, struct.pack('16sh', b'lo', fl | 1)); s.close()
+        l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('127.0.0.1', 0)); l.listen(5)
+        c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+        c.sendall(b'hello')
+        pending = socket.create_connection(l.getsockname())  # not accepted
+        l6 = socket.socket(socket.AF_INET6); l6.bind(('::1', 0)); l6.listen()
+        c6 = socket.create_connection(l6.getsockname()[:2]); a6, _ = l6.accept()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
+        u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u2.connect(u.getsockname()); u2.send(b'abc')
+        u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(('::', 0))
+        unbound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        import time; time.sleep(0.1)
+        socks = dict(l=l, c=c, a=a, pending=pending, l6=l6, c6=c6, a6=a6, u=u, u2=u2, u6=u6, unbound=unbound)
+        names = {os.fstat(s.fileno()).st_ino: k for k, s in socks.items()}
+        print('fd link', os.readlink('/proc/self/fd/%d' % l.fileno()) == 'socket:[%d]' % os.fstat(l.fileno()).st_ino)
+        def addr(h, v6):
+            ip, port = h.split(':')
+            b = bytes.fromhex(ip)
+            b = b''.join(b[i:i+4][::-1] for i in range(0, len(b), 4))
+            return (socket.inet_ntop(socket.AF_INET6 if v6 else socket.AF_INET, b), int(port, 16))
+        def name(addr, ty):
+            for k, s in socks.items():
+                if s.type != ty: continue
+                try:
+                    if s.getsockname()[:2] == addr: return k
+                except OSError: pass
+            return addr
+        for f in ('tcp', 'tcp6', 'udp', 'udp6'):
+            text = open('/proc/net/' + f).read()
+            lines = text.split('\n')
+            print(f, 'header', repr(lines[0]))
+            ty = socket.SOCK_STREAM if f.startswith('tcp') else socket.SOCK_DGRAM
+            if not f.endswith('6'):
+                # IPv4 lines are padded to a fixed width; IPv6 ones are not.
+                print(f, 'widths', sorted(set(len(x) for x in lines[1:] if x)))
+            rows = []
+            for ln in lines[1:]:
+                if not ln: continue
+                x = ln.split()
+                la, ra = addr(x[1], f.endswith('6')), addr(x[2], f.endswith('6'))
+                ino = int(x[9])
+                who = names.get(ino, 'inode0' if ino == 0 else 'other')
+                rows.append((who, name(la, ty), la[0], name(ra, ty) if ra[1] else ra, x[3], x[4].split(':')[0], x[5], x[6], x[7], x[8], len(x)))
+            for r in sorted(rows, key=str): print(' ', r)
+        # rx queue of the connection holding unread data is 5 (TCP counts bytes).
+        for ln in open('/proc/net/tcp').read().split('\n')[1:]:
+            if ln and int(ln.split()[9]) == os.fstat(a.fileno()).st_ino:
+                print('rx_queue of a', int(ln.split()[4].split(':')[1], 16))
+        lp, l6p = l.getsockname()[1], l6.getsockname()[1]
+        out = subprocess.run(['busybox', 'netstat', '-tln'], capture_output=True, text=True).stdout
+        out = out.replace(':%d ' % lp, ':LP ').replace(':%d ' % l6p, ':L6P ')
+        print(re.sub(' +', ' ', out))
+    "#));
 }

@@ -27,6 +27,7 @@
 //! and what a set asks as Linux would, but do not resize them.
 
 pub mod icmp;
+pub mod procnet;
 pub mod tcp;
 pub mod udp;
 
@@ -710,6 +711,39 @@ impl Inner {
         self.sockets.get_mut::<smoltcp::socket::udp::Socket>(h)
     }
 
+    /// /proc/net/tcp rows of connections no guest socket holds: waiting
+    /// in an accept queue, or closed by the guest and finishing.
+    pub fn unowned_tcp_rows(&mut self) -> Vec<procnet::ProcRow> {
+        let mut hs: Vec<SocketHandle> = self
+            .listeners
+            .values()
+            .flat_map(|l| l.embryos.iter().copied())
+            .collect();
+        hs.extend(self.orphans.iter().copied());
+        let mut v = Vec::new();
+        for h in hs {
+            let k = self.tcp(h);
+            let (Some(l), Some(r)) = (k.local_endpoint(), k.remote_endpoint()) else {
+                continue;
+            };
+            if matches!(k.state(), TcpState::Closed | TcpState::Listen) {
+                continue;
+            }
+            let (local, remote) = (from_endpoint(l), from_endpoint(r));
+            v.push(procnet::ProcRow {
+                v6: local.is_ipv6(),
+                local,
+                remote,
+                state: procnet::linux_state(k.state()),
+                tx_queue: k.send_queue(),
+                rx_queue: k.recv_queue(),
+                uid: 0,
+                ino: 0,
+            });
+        }
+        v
+    }
+
     pub fn raw(&mut self, h: SocketHandle) -> &mut smoltcp::socket::raw::Socket<'static> {
         self.sockets.get_mut::<smoltcp::socket::raw::Socket>(h)
     }
@@ -951,6 +985,17 @@ impl Inner {
         };
         let hs: Vec<SocketHandle> = l.embryos.iter().copied().collect();
         hs.into_iter().any(|h| acceptable(self.tcp(h).state()))
+    }
+
+    /// How many connections listener `id` has ready to accept.
+    pub fn accept_queue_len(&mut self, id: u64) -> usize {
+        let Some(l) = self.listeners.get(&id) else {
+            return 0;
+        };
+        let hs: Vec<SocketHandle> = l.embryos.iter().copied().collect();
+        hs.into_iter()
+            .filter(|&h| acceptable(self.tcp(h).state()))
+            .count()
     }
 
     /// Takes listener `id`'s oldest established connection.

@@ -2,6 +2,7 @@
 //! bound on first bind, connect or send; connect sets a default peer and
 //! filters what is received, as on Linux.
 
+use super::procnet::{ProcRow, ProcSocket, TCP_CLOSE, TCP_ESTABLISHED};
 use super::{
     bindable, canonical, from_endpoint, listen_addr, route, stack, to_endpoint, Binding, Inner,
     PROTO_UDP, UDP_BUF_SIZE,
@@ -80,7 +81,7 @@ fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
 impl UdpSocket {
     pub fn new(t: &Task, family: i32) -> Arc<UdpSocket> {
         let c = t.creds();
-        Arc::new(UdpSocket {
+        let s = Arc::new(UdpSocket {
             family,
             id: super::next_id(),
             ino: next_ino(),
@@ -103,7 +104,10 @@ impl UdpSocket {
                 tclass: 0,
                 hops: 64,
             }),
-        })
+        });
+        let w: std::sync::Weak<dyn ProcSocket> = Arc::downgrade(&s) as _;
+        super::procnet::register(PROTO_UDP, w);
+        s
     }
 
     /// Binds `addr` (port 0: ephemeral) and opens the smoltcp socket.
@@ -556,5 +560,43 @@ impl FileOps for UdpSocket {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl ProcSocket for UdpSocket {
+    fn proc_row(&self) -> Option<ProcRow> {
+        let s = lock(&self.st);
+        let bound = s.bound?;
+        // Connected: the source address the route chose, as sockname.
+        let local = match s.peer {
+            Some(p) if bound.ip().is_unspecified() => SocketAddr::new(
+                super::source_for(p.ip()).unwrap_or(bound.ip()),
+                bound.port(),
+            ),
+            _ => bound,
+        };
+        let (rx, tx) = match s.h {
+            Some(h) => stack().peek(|n| {
+                let k = n.udp(h);
+                (k.recv_queue(), k.send_queue())
+            }),
+            None => (0, 0),
+        };
+        Some(ProcRow {
+            v6: self.family == libc::AF_INET6,
+            local,
+            remote: s
+                .peer
+                .unwrap_or_else(|| SocketAddr::new(unspecified(self.family).ip(), 0)),
+            state: if s.peer.is_some() {
+                TCP_ESTABLISHED
+            } else {
+                TCP_CLOSE
+            },
+            tx_queue: tx,
+            rx_queue: rx,
+            uid: self.uid,
+            ino: self.ino,
+        })
     }
 }
