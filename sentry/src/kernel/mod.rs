@@ -4,6 +4,7 @@
 pub mod clone;
 pub mod exec;
 pub mod exit;
+pub mod fasync;
 pub mod futex;
 pub mod signal;
 pub mod task;
