@@ -1014,6 +1014,7 @@ impl UnixSocket {
                 control: RecvControl {
                     rights: m.rights.clone(),
                     creds: passcred.then_some(m.creds),
+                    ..Default::default()
                 },
             };
             if !peek {

@@ -133,6 +133,8 @@ struct Packet<'a> {
     dst: IpAddr,
     /// The IPv4 header (empty for IPv6).
     header: &'a [u8],
+    /// TTL or hop limit.
+    hops: u8,
     icmp: &'a [u8],
 }
 
@@ -148,6 +150,7 @@ fn parse_packet(p: &[u8]) -> Option<Packet<'_>> {
                 src: IpAddr::V4(a(12)),
                 dst: IpAddr::V4(a(16)),
                 header: &p[..hl],
+                hops: p[8],
                 icmp: &p[hl..],
             })
         }
@@ -163,6 +166,7 @@ fn parse_packet(p: &[u8]) -> Option<Packet<'_>> {
                 src: IpAddr::V6(a(8)),
                 dst: IpAddr::V6(a(24)),
                 header: &[],
+                hops: p[7],
                 icmp: &p[40..],
             })
         }
@@ -184,7 +188,17 @@ struct St {
     err: i32,
     /// ICMP_FILTER / ICMPV6_FILTER: a set bit drops that type.
     filter: [u32; 8],
+    /// IPV6_RECVHOPLIMIT / IPV6_2292HOPLIMIT: each packet's hop limit as
+    /// an IPV6_HOPLIMIT / IPV6_2292HOPLIMIT control message.
+    recvhoplimit: bool,
+    hoplimit2292: bool,
 }
+
+const IPV6_RECVHOPLIMIT: i32 = 51;
+const IPV6_HOPLIMIT: i32 = 52;
+const IPV6_2292HOPLIMIT: i32 = 8;
+/// IPV6_CHECKSUM (level SOL_RAW): ICMPv6 is always checksummed at 2.
+const IPV6_CHECKSUM: i32 = 7;
 
 pub struct IcmpSocket {
     family: i32,
@@ -230,6 +244,8 @@ impl IcmpSocket {
                 tclass: 0,
                 err: 0,
                 filter: [0; 8],
+                recvhoplimit: false,
+                hoplimit2292: false,
             }),
         });
         if raw {
@@ -473,14 +489,25 @@ impl IcmpSocket {
                 let c = out.len().min(buf.len());
                 buf[..c].copy_from_slice(&out[..c]);
                 let from = format_sockaddr(self.family, SocketAddr::new(pk.src, 0));
+                let hops = pk.hops;
                 if !peek {
                     let _ = k.recv();
+                }
+                let mut control = crate::net::socket::RecvControl::default();
+                let h = i32::from(hops).to_le_bytes().to_vec();
+                if self.v6() && s.hoplimit2292 {
+                    control
+                        .other
+                        .push((libc::IPPROTO_IPV6, IPV6_2292HOPLIMIT, h.clone()));
+                }
+                if self.v6() && s.recvhoplimit {
+                    control.other.push((libc::IPPROTO_IPV6, IPV6_HOPLIMIT, h));
                 }
                 return Some(Ok(RecvMsg {
                     copied: c,
                     full: out.len(),
                     addr: Some(from),
-                    ..Default::default()
+                    control,
                 }));
             }
             if s.err != 0 {
@@ -695,6 +722,8 @@ impl Socket for IcmpSocket {
                 libc::IPV6_V6ONLY => 1,
                 libc::IPV6_TCLASS => s.tclass,
                 libc::IPV6_UNICAST_HOPS => s.hops,
+                IPV6_RECVHOPLIMIT => s.recvhoplimit as i32,
+                IPV6_2292HOPLIMIT => s.hoplimit2292 as i32,
                 _ => return Err(Errno::ENOPROTOOPT),
             })),
             SOL_RAW if self.raw && !self.v6() && name == ICMP_FILTER => {
@@ -740,6 +769,8 @@ impl Socket for IcmpSocket {
                     libc::IPV6_UNICAST_HOPS if (-1..=255).contains(&v) => {
                         s.hops = if v == -1 { 64 } else { v }
                     }
+                    IPV6_RECVHOPLIMIT => s.recvhoplimit = v != 0,
+                    IPV6_2292HOPLIMIT => s.hoplimit2292 = v != 0,
                     libc::IPV6_TCLASS | libc::IPV6_UNICAST_HOPS => return Err(Errno::EINVAL),
                     _ => return Err(Errno::ENOPROTOOPT),
                 }
@@ -751,6 +782,14 @@ impl Socket for IcmpSocket {
                     .and_then(|b| b.try_into().ok())
                     .ok_or(Errno::EINVAL)?;
                 s.filter[0] = u32::from_le_bytes(b);
+                Ok(())
+            }
+            SOL_RAW if self.raw && self.v6() && name == IPV6_CHECKSUM => {
+                // rawv6: the offset must be even; ICMPv6 keeps its own.
+                let v = read_int_opt(val)?;
+                if v > 0 && v & 1 != 0 {
+                    return Err(Errno::EINVAL);
+                }
                 Ok(())
             }
             libc::IPPROTO_ICMPV6 if self.raw && self.v6() && name == ICMPV6_FILTER => {

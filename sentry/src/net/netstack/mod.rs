@@ -122,6 +122,32 @@ pub fn next_id() -> u64 {
 struct Loopback {
     queue: VecDeque<Vec<u8>>,
     eth: Option<super::link::Eth>,
+    /// Arrival times (CLOCK_REALTIME ns) of the last STAMPS packets the
+    /// stack took in, by the id smoltcp carries in their metadata
+    /// (SO_TIMESTAMP).
+    stamps: Vec<(u32, i64)>,
+    next_id: u32,
+}
+
+/// How many arrival times are remembered: a datagram left unread behind
+/// more than this many newer packets reports its reading time.
+const STAMPS: usize = 4096;
+
+fn realtime_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Loopback {
+    /// When the packet with metadata id `id` arrived.
+    pub fn arrival(&self, id: u32) -> i64 {
+        match self.stamps.get(id as usize % STAMPS) {
+            Some(&(i, t)) if i == id && t != 0 => t,
+            _ => realtime_ns(),
+        }
+    }
 }
 
 impl Loopback {
@@ -140,12 +166,18 @@ impl Loopback {
     }
 }
 
-struct RxToken(Vec<u8>);
+struct RxToken(Vec<u8>, u32);
 struct TxToken<'a>(&'a mut Loopback);
 
 impl smoltcp::phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         f(&self.0)
+    }
+
+    fn meta(&self) -> smoltcp::phy::PacketMeta {
+        let mut m = smoltcp::phy::PacketMeta::default();
+        m.id = self.1;
+        m
     }
 }
 
@@ -167,7 +199,13 @@ impl Device for Loopback {
         _now: smoltcp::time::Instant,
     ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let p = self.queue.pop_front()?;
-        Some((RxToken(p), TxToken(self)))
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        if self.stamps.len() < STAMPS {
+            self.stamps.resize(STAMPS, (0, 0));
+        }
+        self.stamps[id as usize % STAMPS] = (id, realtime_ns());
+        Some((RxToken(p, id), TxToken(self)))
     }
 
     fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
@@ -323,6 +361,8 @@ impl Stack {
         let mut dev = Loopback {
             queue: VecDeque::new(),
             eth: None,
+            stamps: Vec::new(),
+            next_id: 0,
         };
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = random_seed();
@@ -478,6 +518,17 @@ pub fn source_for(dst: IpAddr) -> Option<IpAddr> {
     }
 }
 
+/// The index of the interface a packet from `src` arrived on: loopback
+/// (1) for our own addresses, else the container's interface.
+pub fn ifindex_from(src: IpAddr) -> i32 {
+    let src = canonical(src);
+    if src.is_loopback() || (bindable(src) && !src.is_unspecified()) {
+        1
+    } else {
+        super::link::configured().map_or(1, |c| super::iface::ethernet(&c).index as i32)
+    }
+}
+
 /// Whether `ip` may be bound here: unspecified or one of our addresses.
 pub fn bindable(ip: IpAddr) -> bool {
     let ip = canonical(ip);
@@ -589,6 +640,11 @@ impl Inner {
                 self.dev.queue.push_back(p);
             }
         }
+    }
+
+    /// When the packet smoltcp tagged with `id` arrived (ns since 1970).
+    pub fn arrival(&self, id: u32) -> i64 {
+        self.dev.arrival(id)
     }
 
     pub fn now(&self) -> smoltcp::time::Instant {
