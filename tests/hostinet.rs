@@ -684,3 +684,21 @@ fn ping_sockets_follow_the_host() {
     "#,
     ));
 }
+
+/// Name resolution with host sockets: localhost from /etc/hosts, and the
+/// resolver's setup (glibc sets IP_RECVERR on its UDP socket).
+#[test]
+fn getaddrinfo_localhost() {
+    assert_same_spec(&hostnet(
+        r#"
+        import socket, subprocess
+        print(sorted(set(a[4][0] for a in socket.getaddrinfo('localhost', 80, socket.AF_INET))))
+        print(socket.gethostbyname('localhost'))
+        r = subprocess.run(['getent', 'hosts', 'localhost'], capture_output=True, text=True)
+        print(r.returncode, r.stdout.split()[:1])
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.setsockopt(socket.IPPROTO_IP, 11, 1)
+        print('IP_RECVERR', u.getsockopt(socket.IPPROTO_IP, 11))
+    "#,
+    ));
+}

@@ -717,6 +717,9 @@ fn py_udp_ancillary_data() {
             print(name, r.getsockopt(socket.IPPROTO_IP, opt), end=' ')
             r.setsockopt(socket.IPPROTO_IP, opt, 1); print(r.getsockopt(socket.IPPROTO_IP, opt))
         print('pktinfo tos', roundtrip(r, w, r.getsockname()))
+        # IP_RECVERR is stored (glibc's resolver needs it); nothing is queued.
+        r.setsockopt(socket.IPPROTO_IP, 11, 1)
+        print('IP_RECVERR', r.getsockopt(socket.IPPROTO_IP, 11), err(lambda: r.recvmsg(10, 100, socket.MSG_ERRQUEUE)))
         r.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
         print('timestamp opts', r.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMP), r.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS))
         print('timestamp', roundtrip(r, w, r.getsockname()))
@@ -760,4 +763,84 @@ fn busybox_ping6_loopback() {
            || busybox ping -c 2 ::1; } | sed -e 's/time=.*//' -e '/round-trip/d'",
     ));
     assert!(o.stdout_str().contains("ttl=64"), "{o:?}");
+}
+
+/// Name resolution inside the sandbox: a DNS server (python, UDP, one A
+/// record) on 127.0.0.1:53, resolv.conf pointing at it, /etc/hosts
+/// entries; getent (glibc's NSS: files then dns, A and AAAA queries) and
+/// getaddrinfo/gethostbyname. The native run bind-mounts the two files in
+/// a mount and network namespace of its own; the sandbox writes them in
+/// its overlay root.
+#[test]
+fn py_dns_server_and_resolver_in_the_sandbox() {
+    if !native_can_unshare_net() {
+        return;
+    }
+    let o = assert_same_spec(&py(r#"
+        import socket, struct, ctypes, os, fcntl, threading, subprocess, tempfile
+        libc = ctypes.CDLL(None, use_errno=True)
+        CLONE_NEWNS, CLONE_NEWNET, MS_REC, MS_PRIVATE, MS_BIND = 0x20000, 0x40000000, 0x4000, 0x40000, 0x1000
+        RESOLV = 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n'
+        HOSTS = '127.0.0.1 localhost\n::1 localhost ip6-localhost\n10.11.12.13 static.example\n'
+        def lo_up():
+            s = socket.socket()
+            r = fcntl.ioctl(s, 0x8913, struct.pack('16sh', b'lo', 0)); fl = struct.unpack('16sh', r[:18])[1]
+            fcntl.ioctl(s, 0x8914, struct.pack('16sh', b'lo', fl | 1)); s.close()
+        if libc.unshare(CLONE_NEWNS | CLONE_NEWNET) == 0:
+            # Natively: our own mounts and network; the files are bind-mounted
+            # over /etc's.
+            libc.mount(b'none', b'/', None, MS_REC | MS_PRIVATE, None)
+            lo_up()
+            d = tempfile.mkdtemp()
+            for name, text in (('resolv.conf', RESOLV), ('hosts', HOSTS)):
+                p = os.path.join(d, name)
+                open(p, 'w').write(text)
+                assert libc.mount(p.encode(), ('/etc/' + name).encode(), None, MS_BIND, None) == 0
+        else:
+            # In the sandbox: the root is an overlay, /etc is ours to write.
+            for name, text in (('resolv.conf', RESOLV), ('hosts', HOSTS)):
+                open('/etc/' + name, 'w').write(text)
+        # A DNS server on 127.0.0.1:53 answering A for one name.
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(('127.0.0.1', 53))
+        ZONE = {b'app.sandbox.test': '192.0.2.7'}
+        asked = []
+        def serve():
+            while True:
+                q, peer = srv.recvfrom(512)
+                qid, flags, qd = struct.unpack('!HHH', q[:6])
+                i, labels = 12, []
+                while q[i]:
+                    labels.append(q[i + 1:i + 1 + q[i]]); i += 1 + q[i]
+                name = b'.'.join(labels).lower()
+                qtype, qclass = struct.unpack('!HH', q[i + 1:i + 5])
+                question = q[12:i + 5]
+                asked.append((name.decode(), {1: 'A', 28: 'AAAA'}.get(qtype, qtype)))
+                ans = b''
+                if name in ZONE and qtype == 1:
+                    ans = struct.pack('!HHHIH', 0xc00c, 1, 1, 300, 4) + socket.inet_aton(ZONE[name])
+                rcode = 0 if name in ZONE else 3
+                hdr = struct.pack('!HHHHHH', qid, 0x8180 | rcode, 1, 1 if ans else 0, 0, 0)
+                srv.sendto(hdr + question + ans, peer)
+        threading.Thread(target=serve, daemon=True).start()
+        def getent(name):
+            r = subprocess.run(['getent', 'hosts', name], capture_output=True, text=True)
+            return r.returncode, r.stdout.split()
+        print('getent dns', getent('app.sandbox.test'))
+        print('getent hosts file', getent('static.example'))
+        print('getent localhost', getent('localhost'))
+        print('getent missing', getent('nope.sandbox.test'))
+        print('getaddrinfo dns', sorted(set(a[4][0] for a in socket.getaddrinfo('app.sandbox.test', 80))))
+        print('getaddrinfo hosts file', sorted(set(a[4][0] for a in socket.getaddrinfo('static.example', 80, socket.AF_INET))))
+        try:
+            socket.getaddrinfo('nope.sandbox.test', 80)
+        except socket.gaierror as e:
+            print('getaddrinfo missing', e.errno == socket.EAI_NONAME)
+        print('gethostbyname', socket.gethostbyname('app.sandbox.test'))
+        print('server saw', sorted(set(asked)))
+    "#));
+    assert!(
+        o.stdout_str().contains("getent dns (0, ['192.0.2.7'"),
+        "{o:?}"
+    );
 }

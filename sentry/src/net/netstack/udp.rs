@@ -56,11 +56,16 @@ struct St {
     pktinfo: bool,
     recvtos: bool,
     recvpktinfo6: bool,
+    /// IP_RECVERR / IPV6_RECVERR: stored; the stack reports no ICMP
+    /// errors, so the error queue stays empty.
+    recverr: bool,
+    recverr6: bool,
 }
 
 /// Socket options the libc crate lacks.
 const IPV6_RECVPKTINFO: i32 = 49;
 const IPV6_PKTINFO: i32 = 50;
+const IPV6_RECVERR: i32 = 25;
 
 /// The control messages a datagram from `from` to `to` (arrived at
 /// `at_ns`) carries for the options in `s`, in Linux's order: the
@@ -160,6 +165,8 @@ impl UdpSocket {
                 pktinfo: false,
                 recvtos: false,
                 recvpktinfo6: false,
+                recverr: false,
+                recverr6: false,
             }),
         });
         let w: std::sync::Weak<dyn ProcSocket> = Arc::downgrade(&s) as _;
@@ -351,6 +358,10 @@ impl UdpSocket {
         if flags & libc::MSG_OOB != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
+        if flags & libc::MSG_ERRQUEUE != 0 {
+            // No ICMP errors are ever queued.
+            return Err(Errno::EAGAIN);
+        }
         let peek = flags & libc::MSG_PEEK != 0;
         if let Some(r) = self.try_recv(buf, peek) {
             return r;
@@ -510,11 +521,13 @@ impl Socket for UdpSocket {
                 libc::IP_TTL => s.ttl,
                 libc::IP_PKTINFO => s.pktinfo as i32,
                 libc::IP_RECVTOS => s.recvtos as i32,
+                libc::IP_RECVERR => s.recverr as i32,
                 _ => return Err(Errno::ENOPROTOOPT),
             })),
             libc::IPPROTO_IPV6 if self.family == libc::AF_INET6 => Ok(int_opt(match name {
                 libc::IPV6_V6ONLY => s.v6only as i32,
                 IPV6_RECVPKTINFO => s.recvpktinfo6 as i32,
+                IPV6_RECVERR => s.recverr6 as i32,
                 libc::IPV6_TCLASS => s.tclass,
                 libc::IPV6_UNICAST_HOPS => s.hops,
                 _ => return Err(Errno::ENOPROTOOPT),
@@ -553,6 +566,8 @@ impl Socket for UdpSocket {
                     libc::IP_TOS => s.tos = v & 0xff,
                     libc::IP_PKTINFO => s.pktinfo = v != 0,
                     libc::IP_RECVTOS => s.recvtos = v != 0,
+                    // glibc's resolver sets it and gives up without it.
+                    libc::IP_RECVERR => s.recverr = v != 0,
                     libc::IP_TTL if v == -1 => s.ttl = 64,
                     libc::IP_TTL if (1..=255).contains(&v) => s.ttl = v,
                     libc::IP_TTL => return Err(Errno::EINVAL),
@@ -569,6 +584,7 @@ impl Socket for UdpSocket {
                         s.v6only = v != 0;
                     }
                     IPV6_RECVPKTINFO => s.recvpktinfo6 = v != 0,
+                    IPV6_RECVERR => s.recverr6 = v != 0,
                     libc::IPV6_TCLASS if (-1..=255).contains(&v) => s.tclass = v.max(0),
                     libc::IPV6_UNICAST_HOPS if (-1..=255).contains(&v) => {
                         s.hops = if v == -1 { 64 } else { v }
