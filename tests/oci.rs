@@ -1036,8 +1036,10 @@ fn network_namespace_interface_is_taken_over() {
         "mkdir -p /tmp/www && echo inside > /tmp/www/index.html && \
          ip -4 addr | grep inet; ip route; \
          wget -qO- http://{}:{host_port}/; echo fetched; \
+         ping -c 1 -W 5 {} | grep -o '1 packets received' | sed 's/^/host: /'; \
+         ping -c 1 -W 5 {} | grep -o '1 packets received' | sed 's/^/self: /'; echo pinged; \
          exec httpd -f -p 8080 -h /tmp/www",
-        ns.host_ip
+        ns.host_ip, ns.host_ip, ns.ns_ip
     );
     let path = ns.path();
     b.set_script(&script, |c| {
@@ -1052,6 +1054,23 @@ fn network_namespace_interface_is_taken_over() {
     assert_code(&b.runsc(&["start", "n1"]), 0, "start");
     b.await_stdout("n1", "fetched");
     let _ = server.join();
+    // ICMP echo through the interface: the guest's ping (a raw socket) to
+    // the host side and to its own address, and the host's to the guest's
+    // address (answered by the sentry's stack).
+    b.await_stdout("n1", "pinged");
+    let out = b.stdout_of("n1");
+    assert!(
+        out.contains("host: 1 packets received\nself: 1 packets received\npinged"),
+        "{out}"
+    );
+    let o = Command::new("busybox")
+        .args(["ping", "-c", "1", "-W", "5", &ns.ns_ip.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 packets received"),
+        "{o:?}"
+    );
     let out = b.stdout_of("n1");
     assert!(
         out.contains(&format!("inet {}/24 brd", ns.ns_ip)) && out.contains("scope global"),
