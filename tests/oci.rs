@@ -990,6 +990,40 @@ impl NetNsFixture {
         format!("/var/run/netns/{}", self.name)
     }
 
+    /// Adds IPv6: host side fd00:235:N::1/64, namespace side ::2/64 with
+    /// a default route (no duplicate address detection, so they are
+    /// usable at once). Returns (host, namespace) addresses.
+    fn add_ipv6(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
+        let n = u16::from(self.ns_ip.octets()[2]);
+        let host6 = std::net::Ipv6Addr::new(0xfd00, 0x235, n, 0, 0, 0, 0, 1);
+        let ns6 = std::net::Ipv6Addr::new(0xfd00, 0x235, n, 0, 0, 0, 0, 2);
+        let peer = format!("{}c", &self.host_if[..self.host_if.len() - 1]);
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {}: {o:?}", args.join(" "));
+        };
+        // IPv6 may be off on the host (and so on a new veth).
+        let conf = |ifname: &str| format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+        std::fs::write(conf(&self.host_if), "0").unwrap();
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c"])
+            .arg(format!("echo 0 > {}", conf(&peer)))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let h = format!("{host6}/64");
+        ip(&["-6", "addr", "add", &h, "dev", &self.host_if, "nodad"]);
+        let a = format!("{ns6}/64");
+        let inside = |args: &[&str]| {
+            let mut v = vec!["netns", "exec", &self.name, "ip"];
+            v.extend(args);
+            ip(&v);
+        };
+        inside(&["-6", "addr", "add", &a, "dev", &peer, "nodad"]);
+        inside(&["-6", "route", "add", "default", "via", &host6.to_string()]);
+        (host6, ns6)
+    }
+
     /// `ip -4 -br addr` inside the namespace (what the host kernel holds).
     fn host_view(&self) -> String {
         let o = Command::new("ip")
@@ -1139,4 +1173,73 @@ fn network_namespace_interface_is_taken_over() {
     assert_fails_with(&o, "AF_PACKET", "start without CAP_NET_RAW");
     assert!(o.stderr_str().contains("CAP_NET_RAW"), "{o:?}");
     assert!(ns.host_view().contains(&ns.ns_ip.to_string()));
+}
+
+/// IPv6 on the taken-over interface: the namespace's IPv6 address and
+/// default route move into the sandbox (the host side's kernel turns IPv6
+/// off there), neighbor discovery runs in the sentry, the guest fetches
+/// from the host over IPv6 and pings it, and the host reaches a server in
+/// the sandbox on the IPv6 address.
+#[test]
+fn network_namespace_ipv6_is_taken_over() {
+    let Some(ns) = NetNsFixture::new("6") else {
+        return;
+    };
+    let (host6, ns6) = ns.add_ipv6();
+    let b = Bundle::new("netns6");
+    let host = std::net::TcpListener::bind((host6, 0)).unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut c, _)) = host.accept() {
+            let mut buf = [0u8; 256];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nhost v6");
+        }
+    });
+    let script = format!(
+        "mkdir -p /tmp/www && echo inside6 > /tmp/www/index.html && \
+         ip -6 addr | grep 'inet6 fd00'; ip -6 route | grep default; \
+         wget -qO- http://[{host6}]:{host_port}/; echo; echo fetched; \
+         ping -c 1 -W 5 {host6} | grep -o '1 packets received'; echo pinged; \
+         exec httpd -f -p 8080 -h /tmp/www"
+    );
+    let path = ns.path();
+    b.set_script(&script, |c| {
+        c["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "network", "path": path}, {"type": "mount"}
+        ]);
+        c["root"]["readonly"] = Value::Bool(false);
+    });
+    assert_eq!(b.create("v6", &[]), 0, "create: {}", b.stderr_of("v6"));
+    assert_code(&b.runsc(&["start", "v6"]), 0, "start");
+    b.await_stdout("v6", "pinged");
+    let _ = server.join();
+    let out = b.stdout_of("v6");
+    assert!(
+        out.contains(&format!("inet6 {ns6}/64 scope global")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("default via {host6}")), "{out}");
+    assert!(out.contains("host v6\nfetched"), "{out}");
+    assert!(out.contains("1 packets received\npinged"), "{out}");
+    let deadline = Instant::now() + TIMEOUT;
+    let body = loop {
+        use std::io::{Read, Write};
+        let got = std::net::TcpStream::connect((ns6, 8080)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match got {
+            Ok(s) if s.ends_with("inside6\n") => break s,
+            r => assert!(Instant::now() < deadline, "GET: {r:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert_code(&b.runsc(&["kill", "v6", "KILL"]), 0, "kill");
+    let _ = b.runsc(&["delete", "--force", "v6"]);
 }

@@ -161,6 +161,14 @@ impl Loopback {
                     return;
                 }
             }
+            if p.len() >= 40 && p[0] >> 4 == 6 {
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&p[24..40]);
+                if eth.is_remote6(Ipv6Addr::from(d)) {
+                    eth.output(p);
+                    return;
+                }
+            }
         }
         self.queue.push_back(p);
     }
@@ -505,6 +513,10 @@ pub fn route(ip: IpAddr) -> KResult<IpAddr> {
             Some(c) if v4 == c.ip || c.in_subnet(v4) || c.gateway.is_some() => Ok(ip),
             _ => Err(Errno::ENETUNREACH),
         },
+        IpAddr::V6(v6) if !v6.is_loopback() => match super::link::configured() {
+            Some(c) if c.has_ip6(v6) || c.routes6(v6) => Ok(ip),
+            _ => Err(Errno::ENETUNREACH),
+        },
         _ => Err(Errno::ENETUNREACH),
     }
 }
@@ -514,6 +526,13 @@ pub fn source_for(dst: IpAddr) -> Option<IpAddr> {
     match route(dst).ok()? {
         IpAddr::V4(v4) if !v4.is_loopback() => super::link::configured().map(|c| IpAddr::V4(c.ip)),
         IpAddr::V4(_) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let c = super::link::configured()?;
+            if c.has_ip6(v6) {
+                return Some(IpAddr::V6(v6));
+            }
+            c.source6(v6).map(IpAddr::V6)
+        }
         IpAddr::V6(_) => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
     }
 }
@@ -535,7 +554,10 @@ pub fn bindable(ip: IpAddr) -> bool {
     ip.is_unspecified()
         || ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
         || ip == Ipv6Addr::LOCALHOST
-        || super::link::configured().is_some_and(|c| ip == IpAddr::V4(c.ip))
+        || super::link::configured().is_some_and(|c| match ip {
+            IpAddr::V4(v4) => v4 == c.ip,
+            IpAddr::V6(v6) => c.has_ip6(v6),
+        })
 }
 
 /// The smoltcp endpoint a UDP socket bound to `ip` receives on. With
@@ -549,9 +571,12 @@ pub fn listen_addr(ip: IpAddr, v6only: bool) -> Option<IpAddress> {
             Some(_) => None,
             None => Some(IpAddress::v4(127, 0, 0, 1)),
         },
-        IpAddr::V6(v6) if v6.is_unspecified() => {
-            v6only.then_some(IpAddress::Ipv6(Ipv6Addr::LOCALHOST))
-        }
+        // With IPv6 on the interface, a v6-only "::" is every address
+        // (smoltcp cannot say "any IPv6"; IPv4 reaches it too).
+        IpAddr::V6(v6) if v6.is_unspecified() => match super::link::configured() {
+            Some(c) if !c.ip6.is_empty() => None,
+            _ => v6only.then_some(IpAddress::Ipv6(Ipv6Addr::LOCALHOST)),
+        },
         ip => Some(IpAddress::from(ip)),
     }
 }
@@ -626,6 +651,16 @@ impl Inner {
         });
         if let Some(gw) = cfg.gateway {
             let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        self.iface.update_ip_addrs(|a| {
+            for &(ip6, prefix) in &cfg.ip6 {
+                if a.push(IpCidr::new(IpAddress::Ipv6(ip6), prefix)).is_err() {
+                    tracing::warn!("network: no room for IPv6 address {ip6}");
+                }
+            }
+        });
+        if let Some(gw) = cfg.gateway6 {
+            let _ = self.iface.routes_mut().add_default_ipv6_route(gw);
         }
         let mut eth = super::link::Eth::new(cfg, sink);
         eth.prime();
@@ -1238,6 +1273,8 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, last),
             prefix: 24,
             gateway: None,
+            ip6: Vec::new(),
+            gateway6: None,
         };
         let (a, b) = (Stack::new(), Stack::new());
         let (wa, wb): (Wire, Wire) = Default::default();
@@ -1316,6 +1353,104 @@ mod tests {
         });
         assert_eq!(a.peek(|n| n.tcp(lo).state()), TcpState::Established);
         assert!(wa.lock().unwrap().is_empty());
+    }
+
+    /// IPv6 between two stacks over Ethernet frames: neighbor discovery
+    /// both ways (solicited-node multicast, advertisements), a handshake
+    /// and data with valid ICMPv6/TCP checksums on the wire, an echo
+    /// request answered.
+    #[test]
+    fn ipv6_between_two_stacks_over_ethernet_frames() {
+        use crate::net::link::{FrameSink, LinkConfig};
+        use std::sync::Mutex as M;
+        type Wire = Arc<M<VecDeque<Vec<u8>>>>;
+        struct Sink(Wire);
+        impl FrameSink for Sink {
+            fn send(&mut self, f: &[u8]) {
+                self.0.lock().unwrap().push_back(f.to_vec());
+            }
+        }
+        let ip6 = |last: u16| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last);
+        let cfg = |last: u8| LinkConfig {
+            name: "eth0".into(),
+            host_index: 2,
+            mac: [2, 0, 0, 0, 0, last],
+            mtu: 1500,
+            txqlen: 0,
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            prefix: 24,
+            gateway: None,
+            ip6: vec![
+                (ip6(u16::from(last)), 64),
+                (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(last)), 64),
+            ],
+            gateway6: None,
+        };
+        let (a, b) = (Stack::new(), Stack::new());
+        let (wa, wb): (Wire, Wire) = Default::default();
+        a.with(|n| n.attach_eth(cfg(2), Box::new(Sink(wa.clone()))));
+        b.with(|n| n.attach_eth(cfg(9), Box::new(Sink(wb.clone()))));
+        let kinds = std::cell::RefCell::new(Vec::new());
+        let carry = || {
+            for _ in 0..1000 {
+                let fa: Vec<Vec<u8>> = wa.lock().unwrap().drain(..).collect();
+                let fb: Vec<Vec<u8>> = wb.lock().unwrap().drain(..).collect();
+                if fa.is_empty() && fb.is_empty() {
+                    return;
+                }
+                for f in fa.iter().chain(fb.iter()) {
+                    assert_eq!(f[12..14], [0x86, 0xdd]);
+                    let ip = smoltcp::wire::Ipv6Packet::new_checked(&f[14..]).unwrap();
+                    let (s, d) = (ip.src_addr(), ip.dst_addr());
+                    match ip.next_header() {
+                        smoltcp::wire::IpProtocol::Icmpv6 => {
+                            let m = smoltcp::wire::Icmpv6Packet::new_checked(ip.payload()).unwrap();
+                            assert!(m.verify_checksum(&s, &d));
+                            kinds.borrow_mut().push(ip.payload()[0]);
+                        }
+                        smoltcp::wire::IpProtocol::Tcp => {
+                            let t = smoltcp::wire::TcpPacket::new_checked(ip.payload()).unwrap();
+                            assert!(t.verify_checksum(&IpAddress::Ipv6(s), &IpAddress::Ipv6(d)));
+                        }
+                        p => panic!("unexpected {p}"),
+                    }
+                }
+                b.with(|n| fa.iter().for_each(|f| n.ingress(f)));
+                a.with(|n| fb.iter().for_each(|f| n.ingress(f)));
+            }
+            panic!("the wire never went quiet");
+        };
+        let q = Arc::new(WaitQueue::new());
+        a.with(|n| {
+            let ep = IpListenEndpoint {
+                addr: Some(IpAddress::Ipv6(ip6(2))),
+                port: 80,
+            };
+            n.listen(1, vec![ep], 4, &q, false, None);
+        });
+        let client = b.with(|n| {
+            let mut k = tcp_socket();
+            k.connect(n.iface.context(), (IpAddress::Ipv6(ip6(2)), 80), 40000)
+                .unwrap();
+            let h = n.sockets.add(k);
+            n.watch(h, &q);
+            h
+        });
+        carry();
+        assert_eq!(b.peek(|n| n.tcp(client).state()), TcpState::Established);
+        // A solicitation and an advertisement each way at most.
+        let k = kinds.borrow().clone();
+        assert!(k.contains(&135) && k.contains(&136), "{k:?}");
+        let server = a.with(|n| n.accept(1)).expect("a connection to accept");
+        assert_eq!(
+            a.peek(|n| n.tcp(server).remote_endpoint()),
+            Some(IpEndpoint::new(IpAddress::Ipv6(ip6(9)), 40000))
+        );
+        b.with(|n| n.tcp(client).send_slice(b"over v6").unwrap());
+        carry();
+        let mut buf = [0u8; 16];
+        let k = a.with(|n| n.tcp(server).recv_slice(&mut buf).unwrap());
+        assert_eq!(&buf[..k], b"over v6");
     }
 
     #[test]
