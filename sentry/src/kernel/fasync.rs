@@ -47,6 +47,13 @@ pub struct Fasync {
     last: AtomicU32,
 }
 
+impl Fasync {
+    /// Whether the file is still open somewhere.
+    pub fn alive(&self) -> bool {
+        self.file.strong_count() > 0
+    }
+}
+
 thread_local! {
     /// Set while a task's thread serves a system call: raises wait.
     static IN_SYSCALL: Cell<bool> = const { Cell::new(false) };

@@ -144,11 +144,12 @@ impl WaitQueue {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if self.has_async.load(std::sync::atomic::Ordering::Acquire) {
-            let regs = self
-                .asyncs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let regs = {
+                let mut v = self.asyncs.lock().unwrap_or_else(|p| p.into_inner());
+                // Files closed without turning O_ASYNC off leave.
+                v.retain(|r| r.alive());
+                v.clone()
+            };
             super::fasync::raise(regs);
         }
         for w in self
