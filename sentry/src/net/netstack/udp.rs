@@ -316,7 +316,13 @@ impl UdpSocket {
                 let k = n.udp(h);
                 while let Ok((p, m)) = k.peek() {
                     let from = from_endpoint(m.endpoint);
-                    if s.peer.is_some_and(|peer| !same_addr(peer, from)) {
+                    // smoltcp's "any address" endpoint takes both families:
+                    // an AF_INET socket never sees IPv6, a v6-only one IPv4.
+                    let other_family = match canonical(from.ip()) {
+                        IpAddr::V6(_) => family == libc::AF_INET,
+                        IpAddr::V4(_) => family == libc::AF_INET6 && s.v6only,
+                    };
+                    if other_family || s.peer.is_some_and(|peer| !same_addr(peer, from)) {
                         // Connected: datagrams from others are dropped.
                         let _ = k.recv();
                         continue;
