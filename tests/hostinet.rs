@@ -661,3 +661,44 @@ fn asyncio_streams_server_and_clients() {
     "#,
     ));
 }
+
+/// ICMP echo sockets pass through to the host, which decides who may
+/// create them (its net.ipv4.ping_group_range, shown read-only).
+#[test]
+fn ping_sockets_follow_the_host() {
+    assert_same_spec(&hostnet(
+        r#"
+        import socket, errno, struct, select
+        rng = open('/proc/sys/net/ipv4/ping_group_range').read()
+        print('range', rng.encode())
+        lo, hi = map(int, rng.split())
+        try:
+            p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        except OSError as e:
+            print('ping socket', errno.errorcode[e.errno])
+        else:
+            p.sendto(struct.pack('!BBHHH', 8, 0, 0, 0, 1) + b'hi', ('127.0.0.1', 0))
+            select.select([p], [], [], 5)
+            d = p.recv(100)
+            print('reply', d[0], d[6:])
+    "#,
+    ));
+}
+
+/// Name resolution with host sockets: localhost from /etc/hosts, and the
+/// resolver's setup (glibc sets IP_RECVERR on its UDP socket).
+#[test]
+fn getaddrinfo_localhost() {
+    assert_same_spec(&hostnet(
+        r#"
+        import socket, subprocess
+        print(sorted(set(a[4][0] for a in socket.getaddrinfo('localhost', 80, socket.AF_INET))))
+        print(socket.gethostbyname('localhost'))
+        r = subprocess.run(['getent', 'hosts', 'localhost'], capture_output=True, text=True)
+        print(r.returncode, r.stdout.split()[:1])
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.setsockopt(socket.IPPROTO_IP, 11, 1)
+        print('IP_RECVERR', u.getsockopt(socket.IPPROTO_IP, 11))
+    "#,
+    ));
+}

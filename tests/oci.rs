@@ -150,6 +150,42 @@ impl Drop for Bundle {
     }
 }
 
+/// Docker's default capabilities.
+const DOCKER_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Adds `caps` to the bounding, effective and permitted sets of a
+/// config.json (`runsc spec`'s has only AUDIT_WRITE, KILL and
+/// NET_BIND_SERVICE).
+fn grant_caps(c: &mut Value, caps: &[&str]) {
+    for set in ["bounding", "effective", "permitted"] {
+        let v = &mut c["process"]["capabilities"][set];
+        if !v.is_array() {
+            *v = serde_json::json!([]);
+        }
+        let list = v.as_array_mut().unwrap();
+        for cap in caps {
+            if !list.iter().any(|x| x == cap) {
+                list.push(Value::String(cap.to_string()));
+            }
+        }
+    }
+}
+
 /// Runs `cmd` to completion within TIMEOUT (killing it past that).
 fn run_bounded(mut cmd: Command, out: Stdio, err: Stdio) -> Outcome {
     let desc = format!("{cmd:?}");
@@ -1088,6 +1124,40 @@ impl NetNsFixture {
         format!("/var/run/netns/{}", self.name)
     }
 
+    /// Adds IPv6: host side fd00:235:N::1/64, namespace side ::2/64 with
+    /// a default route (no duplicate address detection, so they are
+    /// usable at once). Returns (host, namespace) addresses.
+    fn add_ipv6(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
+        let n = u16::from(self.ns_ip.octets()[2]);
+        let host6 = std::net::Ipv6Addr::new(0xfd00, 0x235, n, 0, 0, 0, 0, 1);
+        let ns6 = std::net::Ipv6Addr::new(0xfd00, 0x235, n, 0, 0, 0, 0, 2);
+        let peer = format!("{}c", &self.host_if[..self.host_if.len() - 1]);
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {}: {o:?}", args.join(" "));
+        };
+        // IPv6 may be off on the host (and so on a new veth).
+        let conf = |ifname: &str| format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+        std::fs::write(conf(&self.host_if), "0").unwrap();
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c"])
+            .arg(format!("echo 0 > {}", conf(&peer)))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let h = format!("{host6}/64");
+        ip(&["-6", "addr", "add", &h, "dev", &self.host_if, "nodad"]);
+        let a = format!("{ns6}/64");
+        let inside = |args: &[&str]| {
+            let mut v = vec!["netns", "exec", &self.name, "ip"];
+            v.extend(args);
+            ip(&v);
+        };
+        inside(&["-6", "addr", "add", &a, "dev", &peer, "nodad"]);
+        inside(&["-6", "route", "add", "default", "via", &host6.to_string()]);
+        (host6, ns6)
+    }
+
     /// `ip -4 -br addr` inside the namespace (what the host kernel holds).
     fn host_view(&self) -> String {
         let o = Command::new("ip")
@@ -1134,11 +1204,15 @@ fn network_namespace_interface_is_taken_over() {
         "mkdir -p /tmp/www && echo inside > /tmp/www/index.html && \
          ip -4 addr | grep inet; ip route; \
          wget -qO- http://{}:{host_port}/; echo fetched; \
+         ping -c 1 -W 5 {} | grep -o '1 packets received' | sed 's/^/host: /'; \
+         ping -c 1 -W 5 {} | grep -o '1 packets received' | sed 's/^/self: /'; echo pinged; \
          exec httpd -f -p 8080 -h /tmp/www",
-        ns.host_ip
+        ns.host_ip, ns.host_ip, ns.ns_ip
     );
     let path = ns.path();
     b.set_script(&script, |c| {
+        // busybox ping opens a raw socket.
+        grant_caps(c, &["CAP_NET_RAW"]);
         c["linux"]["namespaces"] = serde_json::json!([
             {"type": "pid"}, {"type": "network", "path": path}, {"type": "mount"}
         ]);
@@ -1150,6 +1224,23 @@ fn network_namespace_interface_is_taken_over() {
     assert_code(&b.runsc(&["start", "n1"]), 0, "start");
     b.await_stdout("n1", "fetched");
     let _ = server.join();
+    // ICMP echo through the interface: the guest's ping (a raw socket) to
+    // the host side and to its own address, and the host's to the guest's
+    // address (answered by the sentry's stack).
+    b.await_stdout("n1", "pinged");
+    let out = b.stdout_of("n1");
+    assert!(
+        out.contains("host: 1 packets received\nself: 1 packets received\npinged"),
+        "{out}"
+    );
+    let o = Command::new("busybox")
+        .args(["ping", "-c", "1", "-W", "5", &ns.ns_ip.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 packets received"),
+        "{o:?}"
+    );
     let out = b.stdout_of("n1");
     assert!(
         out.contains(&format!("inet {}/24 brd", ns.ns_ip)) && out.contains("scope global"),
@@ -1334,27 +1425,8 @@ fn user_namespace_mappings_match_runc() {
         let map = serde_json::json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
         c["linux"]["uidMappings"] = map.clone();
         c["linux"]["gidMappings"] = map;
-        // Docker's default capabilities (`runsc spec`'s, like runc's, lack
-        // CAP_CHOWN).
-        let caps = serde_json::json!([
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE"
-        ]);
-        for set in ["bounding", "effective", "permitted"] {
-            c["process"]["capabilities"][set] = caps.clone();
-        }
+        // `runsc spec`'s capabilities, like runc's, lack CAP_CHOWN.
+        grant_caps(c, DOCKER_CAPS);
     });
     let owner = |p: &str| {
         use std::os::unix::fs::MetadataExt;
@@ -1462,4 +1534,75 @@ fn capabilities_match_runc() {
         c["process"]["capabilities"]["ambient"] = serde_json::json!([]);
     });
     assert!(same_as_runc("c3").contains("CapEff:\t0000000000000000"));
+}
+
+/// IPv6 on the taken-over interface: the namespace's IPv6 address and
+/// default route move into the sandbox (the host side's kernel turns IPv6
+/// off there), neighbor discovery runs in the sentry, the guest fetches
+/// from the host over IPv6 and pings it, and the host reaches a server in
+/// the sandbox on the IPv6 address.
+#[test]
+fn network_namespace_ipv6_is_taken_over() {
+    let Some(ns) = NetNsFixture::new("6") else {
+        return;
+    };
+    let (host6, ns6) = ns.add_ipv6();
+    let b = Bundle::new("netns6");
+    let host = std::net::TcpListener::bind((host6, 0)).unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut c, _)) = host.accept() {
+            let mut buf = [0u8; 256];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nhost v6");
+        }
+    });
+    let script = format!(
+        "mkdir -p /tmp/www && echo inside6 > /tmp/www/index.html && \
+         ip -6 addr | grep 'inet6 fd00'; ip -6 route | grep default; \
+         wget -qO- http://[{host6}]:{host_port}/; echo; echo fetched; \
+         ping -c 1 -W 5 {host6} | grep -o '1 packets received'; echo pinged; \
+         exec httpd -f -p 8080 -h /tmp/www"
+    );
+    let path = ns.path();
+    b.set_script(&script, |c| {
+        // busybox ping opens a raw socket.
+        grant_caps(c, &["CAP_NET_RAW"]);
+        c["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "network", "path": path}, {"type": "mount"}
+        ]);
+        c["root"]["readonly"] = Value::Bool(false);
+    });
+    assert_eq!(b.create("v6", &[]), 0, "create: {}", b.stderr_of("v6"));
+    assert_code(&b.runsc(&["start", "v6"]), 0, "start");
+    b.await_stdout("v6", "pinged");
+    let _ = server.join();
+    let out = b.stdout_of("v6");
+    assert!(
+        out.contains(&format!("inet6 {ns6}/64 scope global")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("default via {host6}")), "{out}");
+    assert!(out.contains("host v6\nfetched"), "{out}");
+    assert!(out.contains("1 packets received\npinged"), "{out}");
+    let deadline = Instant::now() + TIMEOUT;
+    let body = loop {
+        use std::io::{Read, Write};
+        let got = std::net::TcpStream::connect((ns6, 8080)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match got {
+            Ok(s) if s.ends_with("inside6\n") => break s,
+            r => assert!(Instant::now() < deadline, "GET: {r:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert_code(&b.runsc(&["kill", "v6", "KILL"]), 0, "kill");
+    let _ = b.runsc(&["delete", "--force", "v6"]);
 }

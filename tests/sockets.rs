@@ -339,3 +339,99 @@ fn host_unix_socket_in_the_image_with_host_uds() {
     server.join().expect("server");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// O_ASYNC: SIGIO to the F_SETOWN owner (the process, its group, another
+/// process) when a unix socket, pipe, TCP or UDP socket becomes readable
+/// or (a full pipe) writable; F_SETSIG's signal with si_code and si_band;
+/// FIOASYNC.
+#[test]
+fn py_o_async_sigio_on_sockets_and_pipes() {
+    let o = assert_same_spec(&py(r#"
+        import socket, os, fcntl, signal, time, select, errno
+        # SIGIO to our process group must not reach the caller's (in the
+        # sandbox we lead a session already: EPERM).
+        try:
+            os.setpgid(0, 0)
+        except PermissionError:
+            pass
+        got = []
+        signal.signal(signal.SIGIO, lambda s, f: got.append('SIGIO'))
+        def take():
+            time.sleep(0.05)
+            r = list(got); got.clear(); return r
+        def arm(fd, owner=None):
+            fcntl.fcntl(fd, fcntl.F_SETOWN, owner or os.getpid())
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+        a, b = socket.socketpair()
+        arm(a)
+        print('armed', take(), fcntl.fcntl(a, fcntl.F_GETOWN) == os.getpid())
+        b.send(b'x'); print('unix data', take())
+        a.recv(10); print('after read', take())
+        b.send(b'y'); print('more data', take())
+        a.recv(10)
+        b.close(); print('peer closed', take())
+        # A pipe: readers learn of data, writers of room.
+        r, w = os.pipe()
+        arm(r); os.write(w, b'hi'); print('pipe data', take())
+        os.read(r, 10)
+        os.set_blocking(w, False)
+        arm(w); print('writer armed', take())
+        n = 0
+        try:
+            while True: n += os.write(w, b'z' * 4096)
+        except BlockingIOError: pass
+        print('filled', 'SIGIO' in take())  # the reader got data (Linux: on every write)
+        os.read(r, 65536); print('drained', take())
+        # Process group owner, F_SETSIG with the reason, band and fd.
+        c, d = socket.socketpair()
+        sig = signal.SIGRTMIN + 1
+        signal.pthread_sigmask(signal.SIG_BLOCK, [sig, signal.SIGIO])
+        fcntl.fcntl(c, 10, sig)  # F_SETSIG
+        print('F_GETSIG', fcntl.fcntl(c, 11) == sig)
+        arm(c, -os.getpgrp())
+        d.send(b'q')
+        i = signal.sigtimedwait([sig], 2)
+        print('setsig', i.si_signo == sig, i.si_code, hex(i.si_band))
+        import struct
+        print('F_GETOWN_EX', struct.unpack('ii', fcntl.fcntl(c, 16, b'\0' * 8)) == (2, os.getpgrp()))
+        fcntl.fcntl(c, 10, 0)
+        c.recv(10); d.send(b'r')
+        i = signal.sigtimedwait([signal.SIGIO], 2)
+        print('plain', i.si_signo == signal.SIGIO, i.si_code)
+        # POLL_OUT with F_SETSIG: a full pipe's writer learns of room.
+        fcntl.fcntl(r, fcntl.F_SETFL, 0)
+        fcntl.fcntl(w, 10, sig)
+        try:
+            while True: os.write(w, b'z' * 4096)
+        except BlockingIOError: pass
+        os.read(r, 65536)
+        i = signal.sigtimedwait([sig], 2)
+        print('pipe room', i.si_code, hex(i.si_band))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig, signal.SIGIO])
+        # FIOASYNC, and inet sockets: TCP and UDP.
+        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+        fcntl.fcntl(l, fcntl.F_SETOWN, os.getpid())
+        import array, termios
+        fcntl.ioctl(l, termios.FIOASYNC, array.array('i', [1]))
+        print('FIOASYNC flag', bool(fcntl.fcntl(l, fcntl.F_GETFL) & os.O_ASYNC))
+        e = socket.create_connection(l.getsockname()); print('tcp connection', take())
+        s, _ = l.accept(); arm(s); print('accepted', take())
+        e.send(b'data'); print('tcp data', take())
+        s.recv(10); e.send(b'more'); print('tcp more', take())
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0)); arm(u)
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'u', u.getsockname()); print('udp', take())
+        fcntl.ioctl(u, termios.FIOASYNC, array.array('i', [0])); u.recv(10)
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'u', u.getsockname()); print('udp off', take())
+        # Another process as the owner.
+        x, y = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGIO, lambda s, f: os._exit(7))
+            time.sleep(5); os._exit(1)
+        time.sleep(0.1)
+        arm(x, pid); y.send(b'!')
+        print('child killed by its handler', os.waitpid(pid, 0)[1] >> 8)
+        signal.signal(signal.SIGIO, signal.SIG_IGN)  # closing sockets at exit signals too
+    "#));
+    assert!(o.stdout_str().contains("setsig True 1 0x41"), "{o:?}");
+}

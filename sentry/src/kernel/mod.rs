@@ -5,6 +5,7 @@ pub mod caps;
 pub mod clone;
 pub mod exec;
 pub mod exit;
+pub mod fasync;
 pub mod futex;
 pub mod signal;
 pub mod sysctl;

@@ -277,6 +277,9 @@ impl Task {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break Err(Errno::ETIMEDOUT);
             }
+            // O_ASYNC signals this call raised go out before it sleeps:
+            // the reader they wake may be what it waits for.
+            super::fasync::flush();
             self.sleeping.store(true, Ordering::Relaxed);
             self.waiter.sleep(&mut pfds, deadline);
             self.sleeping.store(false, Ordering::Relaxed);

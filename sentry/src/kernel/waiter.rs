@@ -95,6 +95,10 @@ pub struct WaitQueue {
     /// Counts notifications, so a watcher that was not waiting (an epoll
     /// edge-triggered entry) can tell that an event happened meanwhile.
     generation: std::sync::atomic::AtomicU64,
+    /// O_ASYNC files announced here (`fasync`), and whether there are any
+    /// (so notifications without them take no lock).
+    asyncs: Mutex<Vec<Arc<super::fasync::Fasync>>>,
+    has_async: std::sync::atomic::AtomicBool,
 }
 
 impl WaitQueue {
@@ -121,9 +125,33 @@ impl WaitQueue {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Registers an O_ASYNC file: every notification raises it.
+    pub fn add_async(&self, r: &Arc<super::fasync::Fasync>) {
+        let mut v = self.asyncs.lock().unwrap_or_else(|p| p.into_inner());
+        v.push(r.clone());
+        self.has_async
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn remove_async(&self, r: &Arc<super::fasync::Fasync>) {
+        let mut v = self.asyncs.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|x| !Arc::ptr_eq(x, r));
+        self.has_async
+            .store(!v.is_empty(), std::sync::atomic::Ordering::Release);
+    }
+
     pub fn notify_all(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.has_async.load(std::sync::atomic::Ordering::Acquire) {
+            let regs = {
+                let mut v = self.asyncs.lock().unwrap_or_else(|p| p.into_inner());
+                // Files closed without turning O_ASYNC off leave.
+                v.retain(|r| r.alive());
+                v.clone()
+            };
+            super::fasync::raise(regs);
+        }
         for w in self
             .waiters
             .lock()

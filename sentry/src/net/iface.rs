@@ -102,11 +102,21 @@ pub fn ethernet(c: &super::link::LinkConfig) -> Interface {
         mac: c.mac,
         broadcast: [0xff; 6],
         txqlen: c.txqlen,
-        addrs: vec![IfAddr {
+        addrs: std::iter::once(IfAddr {
             ip: IpAddr::V4(c.ip),
             prefix: c.prefix,
             scope: RT_SCOPE_UNIVERSE,
-        }],
+        })
+        .chain(c.ip6.iter().map(|&(ip, prefix)| IfAddr {
+            ip: IpAddr::V6(ip),
+            prefix,
+            scope: if super::link::is_link_local6(ip) {
+                RT_SCOPE_LINK
+            } else {
+                RT_SCOPE_UNIVERSE
+            },
+        }))
+        .collect(),
     }
 }
 
@@ -137,6 +147,47 @@ pub fn routes() -> Vec<Route> {
                 prefsrc: None,
                 gateway: Some(IpAddr::V4(gw)),
                 priority: None,
+            });
+        }
+        // IPv6: each prefix on the link (metric 256), the default route
+        // (1024), as the kernel lists them.
+        let mut seen = Vec::new();
+        for &(ip, prefix) in &c.ip6 {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix.min(128) as u32)
+            };
+            let net = (Ipv6Addr::from(u128::from(ip) & m), prefix);
+            if seen.contains(&net) {
+                continue;
+            }
+            seen.push(net);
+            out.push(Route {
+                dst: IpAddr::V6(net.0),
+                dst_len: prefix,
+                kind: RTN_UNICAST,
+                scope: RT_SCOPE_UNIVERSE,
+                table: RT_TABLE_MAIN,
+                protocol: RTPROT_KERNEL,
+                oif: 2,
+                prefsrc: None,
+                gateway: None,
+                priority: Some(256),
+            });
+        }
+        if let Some(gw) = c.gateway6 {
+            out.push(Route {
+                dst: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                dst_len: 0,
+                kind: RTN_UNICAST,
+                scope: RT_SCOPE_UNIVERSE,
+                table: RT_TABLE_MAIN,
+                protocol: RTPROT_BOOT,
+                oif: 2,
+                prefsrc: None,
+                gateway: Some(IpAddr::V6(gw)),
+                priority: Some(1024),
             });
         }
     }

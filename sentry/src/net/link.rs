@@ -9,7 +9,7 @@
 //! framing, checksums), the netstack carries IP packets.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +50,10 @@ pub struct LinkConfig {
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 addresses (global and link-local) with their prefix lengths,
+    /// and the IPv6 default gateway.
+    pub ip6: Vec<(Ipv6Addr, u8)>,
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl LinkConfig {
@@ -68,11 +72,54 @@ impl LinkConfig {
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.ip) | !self.netmask())
     }
+
+    /// Whether `a` is one of our IPv6 addresses.
+    pub fn has_ip6(&self, a: Ipv6Addr) -> bool {
+        self.ip6.iter().any(|&(x, _)| x == a)
+    }
+
+    /// Whether an IPv6 destination is on the link (link-local, or in one
+    /// of our prefixes).
+    pub fn on_link6(&self, a: Ipv6Addr) -> bool {
+        is_link_local6(a)
+            || self.ip6.iter().any(|&(x, p)| {
+                let m = if p == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - p.min(128) as u32)
+                };
+                u128::from(x) & m == u128::from(a) & m
+            })
+    }
+
+    /// The address we send to `dst` from: link-local for link-local
+    /// destinations, else a global one.
+    pub fn source6(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let ll = is_link_local6(dst);
+        self.ip6
+            .iter()
+            .map(|&(a, _)| a)
+            .find(|&a| is_link_local6(a) == ll)
+            .or_else(|| self.ip6.first().map(|&(a, _)| a))
+    }
+
+    /// Whether IPv6 destination `a` is reachable through the interface.
+    pub fn routes6(&self, a: Ipv6Addr) -> bool {
+        !self.ip6.is_empty() && (self.on_link6(a) || self.gateway6.is_some())
+    }
+}
+
+pub fn is_link_local6(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 const ETH_HLEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// ICMPv6 neighbor discovery messages (RFC 4861).
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
 const BROADCAST: [u8; 6] = [0xff; 6];
 /// Packets held per next hop while its MAC is resolved.
 const PENDING_MAX: usize = 64;
@@ -95,6 +142,36 @@ pub struct Eth {
     sink: Box<dyn FrameSink>,
     arp: HashMap<Ipv4Addr, [u8; 6]>,
     pending: HashMap<Ipv4Addr, (Vec<Vec<u8>>, Instant)>,
+    /// The IPv6 neighbor cache and packets waiting for a resolution.
+    ndp: HashMap<Ipv6Addr, [u8; 6]>,
+    pending6: HashMap<Ipv6Addr, (Vec<Vec<u8>>, Instant)>,
+}
+
+/// The Ethernet multicast address of IPv6 multicast group `a`.
+fn multicast_mac(a: Ipv6Addr) -> [u8; 6] {
+    let o = a.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+/// The solicited-node multicast group of `a`.
+fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
+    let o = a.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
+}
+
+fn v6_at(p: &[u8], i: usize) -> Ipv6Addr {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&p[i..i + 16]);
+    Ipv6Addr::from(b)
 }
 
 impl Eth {
@@ -104,7 +181,159 @@ impl Eth {
             sink,
             arp: HashMap::new(),
             pending: HashMap::new(),
+            ndp: HashMap::new(),
+            pending6: HashMap::new(),
         }
+    }
+
+    /// Whether an IPv6 destination leaves through this interface.
+    pub fn is_remote6(&self, dst: Ipv6Addr) -> bool {
+        !dst.is_loopback() && !dst.is_unspecified() && !self.cfg.has_ip6(dst)
+    }
+
+    /// An IPv6 packet (header + payload) in a frame to `mac`.
+    fn send6(&mut self, mac: [u8; 6], pkt: &[u8]) {
+        let f = self.frame(mac, ETHERTYPE_IPV6, pkt);
+        self.sink.send(&f);
+    }
+
+    /// An ICMPv6 neighbor discovery message from `src` to `dst`, with its
+    /// checksum and hop limit 255.
+    fn nd_packet(src: Ipv6Addr, dst: Ipv6Addr, icmp: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(40 + icmp.len());
+        p.extend_from_slice(&[0x60, 0, 0, 0]);
+        p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[58, 255]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(icmp);
+        fill_checksums6(&mut p);
+        p
+    }
+
+    /// Sends a neighbor solicitation for `target`.
+    fn solicit(&mut self, target: Ipv6Addr) {
+        let Some(src) = self.cfg.source6(target) else {
+            return;
+        };
+        let mut m = vec![ND_NEIGHBOR_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&target.octets());
+        // Option 1: our link-layer address.
+        m.extend_from_slice(&[1, 1]);
+        m.extend_from_slice(&self.cfg.mac);
+        let group = solicited_node(target);
+        let p = Self::nd_packet(src, group, &m);
+        self.send6(multicast_mac(group), &p);
+    }
+
+    /// Sends one IPv6 packet the stack emitted for a remote destination.
+    fn output6(&mut self, mut pkt: Vec<u8>) {
+        if pkt.len() < 40 {
+            return;
+        }
+        fill_checksums6(&mut pkt);
+        let dst = v6_at(&pkt, 24);
+        if dst.is_multicast() {
+            self.send6(multicast_mac(dst), &pkt);
+            return;
+        }
+        let hop = if self.cfg.on_link6(dst) {
+            dst
+        } else {
+            match self.cfg.gateway6 {
+                Some(g) => g,
+                None => return,
+            }
+        };
+        if let Some(mac) = self.ndp.get(&hop).copied() {
+            self.send6(mac, &pkt);
+            return;
+        }
+        let now = Instant::now();
+        let e = self
+            .pending6
+            .entry(hop)
+            .or_insert_with(|| (Vec::new(), now - ARP_RETRY * 2));
+        if e.0.len() < PENDING_MAX {
+            e.0.push(pkt);
+        }
+        if now.duration_since(e.1) >= ARP_RETRY {
+            e.1 = now;
+            self.solicit(hop);
+        }
+    }
+
+    /// Learns that `ip` is at `mac`, sending what waited for it.
+    fn learn6(&mut self, ip: Ipv6Addr, mac: [u8; 6]) {
+        if ip.is_unspecified() || mac[0] & 1 != 0 {
+            return;
+        }
+        self.ndp.insert(ip, mac);
+        if let Some((held, _)) = self.pending6.remove(&ip) {
+            for pkt in held {
+                self.send6(mac, &pkt);
+            }
+        }
+    }
+
+    /// A received IPv6 packet: neighbor discovery is answered here; what
+    /// is for one of our addresses goes to the stack.
+    fn input6(&mut self, src_mac: [u8; 6], p: &[u8]) -> Option<Vec<u8>> {
+        if p.len() < 40 || p[0] >> 4 != 6 {
+            return None;
+        }
+        let total = 40 + u16::from_be_bytes([p[4], p[5]]) as usize;
+        if total > p.len() {
+            return None;
+        }
+        let p = &p[..total];
+        let (src, dst) = (v6_at(p, 8), v6_at(p, 24));
+        if src.is_loopback() || dst.is_loopback() {
+            return None;
+        }
+        if p[6] == 58 && total >= 48 {
+            let icmp = &p[40..];
+            match icmp[0] {
+                ND_NEIGHBOR_SOLICIT if p[7] == 255 && icmp.len() >= 24 => {
+                    let target = v6_at(icmp, 8);
+                    if !src.is_unspecified() {
+                        let mac = nd_option(&icmp[24..], 1).unwrap_or(src_mac);
+                        self.learn6(src, mac);
+                    }
+                    if self.cfg.has_ip6(target) {
+                        // Solicited, override; to the all-nodes group for
+                        // duplicate address detection (no source).
+                        let (to, mac, flags) = if src.is_unspecified() {
+                            let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+                            (all, multicast_mac(all), 0x20)
+                        } else {
+                            (src, src_mac, 0x60)
+                        };
+                        let mut m = vec![ND_NEIGHBOR_ADVERT, 0, 0, 0, flags, 0, 0, 0];
+                        m.extend_from_slice(&target.octets());
+                        m.extend_from_slice(&[2, 1]);
+                        m.extend_from_slice(&self.cfg.mac);
+                        let reply = Self::nd_packet(target, to, &m);
+                        self.send6(mac, &reply);
+                    }
+                    return None;
+                }
+                ND_NEIGHBOR_ADVERT if p[7] == 255 && icmp.len() >= 24 => {
+                    let target = v6_at(icmp, 8);
+                    let mac = nd_option(&icmp[24..], 2).unwrap_or(src_mac);
+                    self.learn6(target, mac);
+                    return None;
+                }
+                // Router solicitations and advertisements, redirects: the
+                // configuration is fixed at takeover.
+                133..=137 => return None,
+                _ => {}
+            }
+        }
+        if !self.cfg.has_ip6(dst) {
+            return None;
+        }
+        Some(p.to_vec())
     }
 
     /// Whether an IPv4 destination leaves through this interface (not one
@@ -160,6 +389,10 @@ impl Eth {
 
     /// Sends one IPv4 packet the stack emitted for a remote destination.
     pub fn output(&mut self, mut pkt: Vec<u8>) {
+        if pkt.first().is_some_and(|b| b >> 4 == 6) {
+            self.output6(pkt);
+            return;
+        }
         if pkt.len() < 20 || pkt[0] >> 4 != 4 {
             return;
         }
@@ -199,7 +432,8 @@ impl Eth {
             return None;
         }
         let dst = &f[0..6];
-        if dst != self.cfg.mac && dst != BROADCAST {
+        let multicast6 = dst[0] == 0x33 && dst[1] == 0x33;
+        if dst != self.cfg.mac && dst != BROADCAST && !multicast6 {
             return None;
         }
         RX_PACKETS.fetch_add(1, Ordering::Relaxed);
@@ -210,6 +444,11 @@ impl Eth {
             ETHERTYPE_ARP => {
                 self.arp_input(p);
                 None
+            }
+            ETHERTYPE_IPV6 if !self.cfg.ip6.is_empty() => {
+                let mut src = [0u8; 6];
+                src.copy_from_slice(&f[6..12]);
+                self.input6(src, p)
             }
             ETHERTYPE_IPV4 => {
                 if p.len() < 20 || p[0] >> 4 != 4 {
@@ -288,6 +527,46 @@ pub fn fill_checksums(pkt: &mut [u8]) {
         }
         IpProtocol::Icmp if payload.len() >= 8 => {
             Icmpv4Packet::new_unchecked(payload).fill_checksum()
+        }
+        _ => {}
+    }
+}
+
+/// The link-layer address in neighbor discovery option `kind` (1:
+/// source, 2: target) among `opts`.
+fn nd_option(mut opts: &[u8], kind: u8) -> Option<[u8; 6]> {
+    while opts.len() >= 8 {
+        let len = usize::from(opts[1]) * 8;
+        if len == 0 || len > opts.len() {
+            return None;
+        }
+        if opts[0] == kind && len >= 8 {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&opts[2..8]);
+            return Some(m);
+        }
+        opts = &opts[len..];
+    }
+    None
+}
+
+/// `fill_checksums` for IPv6 packets: the TCP, UDP or ICMPv6 checksum
+/// (IPv6 has none in its header).
+pub fn fill_checksums6(pkt: &mut [u8]) {
+    use smoltcp::wire::{Icmpv6Packet, IpAddress, IpProtocol, Ipv6Packet, TcpPacket, UdpPacket};
+    let Ok(mut ip) = Ipv6Packet::new_checked(&mut pkt[..]) else {
+        return;
+    };
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let proto = ip.next_header();
+    let payload = ip.payload_mut();
+    match proto {
+        IpProtocol::Tcp if payload.len() >= 20 => TcpPacket::new_unchecked(payload)
+            .fill_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst)),
+        IpProtocol::Udp if payload.len() >= 8 => UdpPacket::new_unchecked(payload)
+            .fill_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst)),
+        IpProtocol::Icmpv6 if payload.len() >= 4 => {
+            Icmpv6Packet::new_unchecked(payload).fill_checksum(&src, &dst)
         }
         _ => {}
     }
@@ -437,6 +716,59 @@ fn default_gateway(dev: &str) -> Option<Ipv4Addr> {
     None
 }
 
+/// The IPv6 addresses of `dev` in /proc/net/if_inet6 (address, index,
+/// prefix length, scope, flags, name; hex).
+fn ipv6_addresses(dev: &str) -> Vec<(Ipv6Addr, u8)> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/net/if_inet6") else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || f[5] != dev {
+            continue;
+        }
+        let (Ok(a), Ok(p)) = (u128::from_str_radix(f[0], 16), u8::from_str_radix(f[2], 16)) else {
+            continue;
+        };
+        // Global ones first: they are the source for routed traffic.
+        let a = Ipv6Addr::from(a);
+        if is_link_local6(a) {
+            v.push((a, p));
+        } else {
+            v.insert(0, (a, p));
+        }
+    }
+    v
+}
+
+/// The IPv6 default gateway of `dev` in /proc/net/ipv6_route
+/// (destination, length, source, length, next hop, metric, counters,
+/// flags, device).
+fn default_gateway6(dev: &str) -> Option<Ipv6Addr> {
+    let text = std::fs::read_to_string("/proc/self/net/ipv6_route").ok()?;
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 10 || f[9] != dev || f[1] != "00" || f[0].trim_start_matches('0') != "" {
+            continue;
+        }
+        let gw = u128::from_str_radix(f[4], 16).ok()?;
+        if gw != 0 {
+            return Some(Ipv6Addr::from(gw));
+        }
+    }
+    None
+}
+
+/// Turns IPv6 off for `dev` in the host kernel: its addresses go (the
+/// host no longer answers neighbor solicitations or resets connections
+/// for them) and no new ones are configured; frames still reach our
+/// packet socket.
+fn disable_ipv6(dev: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+    std::fs::write(&path, "1").map_err(|e| anyhow::anyhow!("writing {path}: {e}"))
+}
+
 /// Takes over the Ethernet interfaces of the current network namespace
 /// that hold an IPv4 address: reads their configuration, removes the
 /// address from the host's side and opens a packet socket on each.
@@ -514,6 +846,8 @@ pub fn take_interfaces() -> anyhow::Result<Vec<(LinkConfig, PacketSocket)>> {
             ip,
             prefix,
             gateway: default_gateway(&name),
+            ip6: ipv6_addresses(&name),
+            gateway6: default_gateway6(&name),
         };
         if !out.is_empty() {
             tracing::warn!("interface {name}: only one interface is served; left to the host");
@@ -521,6 +855,9 @@ pub fn take_interfaces() -> anyhow::Result<Vec<(LinkConfig, PacketSocket)>> {
         }
         let sock = open_packet_socket(&cfg)?;
         remove_addresses(fd, &name)?;
+        if !cfg.ip6.is_empty() {
+            disable_ipv6(&name)?;
+        }
         tracing::info!("network: took over {name}: {cfg:?}");
         out.push((cfg, sock));
     }
@@ -612,6 +949,8 @@ mod tests {
             ip: Ipv4Addr::new(172, 17, 0, 2),
             prefix: 16,
             gateway: Some(Ipv4Addr::new(172, 17, 0, 1)),
+            ip6: Vec::new(),
+            gateway6: None,
         }
     }
 

@@ -53,6 +53,28 @@ pub struct SendControl {
 pub struct RecvControl {
     pub rights: Vec<Arc<File>>,
     pub creds: Option<Ucred>,
+    /// Other control messages, in order: (cmsg_level, cmsg_type, data)
+    /// (timestamps, IP_PKTINFO, IP_TOS, IPV6_PKTINFO, ...).
+    pub other: Vec<(i32, i32, Vec<u8>)>,
+}
+
+/// SO_TIMESTAMPNS (and its SCM_TIMESTAMPNS cmsg type).
+pub const SO_TIMESTAMPNS: i32 = 35;
+
+/// The receive timestamp control message SO_TIMESTAMP/SO_TIMESTAMPNS ask
+/// for: SCM_TIMESTAMP (struct timeval) or SCM_TIMESTAMPNS (timespec), of
+/// `ns` nanoseconds since the epoch.
+pub fn timestamp_cmsg(ns: bool, at_ns: i64) -> (i32, i32, Vec<u8>) {
+    let sec = at_ns.div_euclid(1_000_000_000);
+    let sub = at_ns.rem_euclid(1_000_000_000);
+    let mut b = sec.to_le_bytes().to_vec();
+    if ns {
+        b.extend_from_slice(&sub.to_le_bytes());
+        (libc::SOL_SOCKET, SO_TIMESTAMPNS, b)
+    } else {
+        b.extend_from_slice(&(sub / 1000).to_le_bytes());
+        (libc::SOL_SOCKET, libc::SO_TIMESTAMP, b)
+    }
 }
 
 /// The result of one recvmsg.

@@ -1012,6 +1012,7 @@ impl UnixSocket {
                 control: RecvControl {
                     rights: m.rights.clone(),
                     creds: passcred.then_some(m.creds),
+                    ..Default::default()
                 },
             };
             if !peek {

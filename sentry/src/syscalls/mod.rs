@@ -287,7 +287,15 @@ pub fn dispatch(t: &mut CurrentTask) {
         Err(Errno::ENOSYS)
     } else {
         match handler(nr) {
-            Some(h) => h(t, &args),
+            Some(h) => {
+                crate::kernel::fasync::set_in_syscall(true);
+                let r = h(t, &args);
+                crate::kernel::fasync::set_in_syscall(false);
+                // O_ASYNC signals the call raised, now that it holds no
+                // locks (and before signals are checked on the way out).
+                crate::kernel::fasync::flush();
+                r
+            }
             None => {
                 let mut seen = UNKNOWN_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
                 if seen.get_or_insert_with(HashSet::new).insert(nr) {

@@ -511,10 +511,10 @@ pub fn fcntl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         libc::F_GETFL => Ok(f.flags() as u64),
         libc::F_SETFL => {
             f.set_status_flags(a[2] as u32);
+            crate::kernel::fasync::update(&t.kernel, &f, fd);
             Ok(0)
         }
-        // The SIGIO owner and signal are recorded (O_ASYNC delivery itself
-        // is not implemented: see the compatibility table).
+        // The SIGIO owner and signal, used by O_ASYNC (`kernel::fasync`).
         libc::F_SETOWN => {
             f.owner
                 .store(a[2] as i32, std::sync::atomic::Ordering::Relaxed);
@@ -688,6 +688,7 @@ pub fn ioctl(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
             let fl = f.flags();
             let asy = libc::O_ASYNC as u32;
             f.set_status_flags(if on { fl | asy } else { fl & !asy });
+            crate::kernel::fasync::update(&t.kernel, &f, fd);
             Ok(0)
         }
         // FIOSETOWN and SIOCSPGRP take an int like F_SETOWN; the GET forms

@@ -274,7 +274,7 @@ fn write_control(
     let space = space.min(i32::MAX as u64) as usize;
     let mut out: Vec<u8> = Vec::new();
     let mut trunc = 0;
-    let put = |out: &mut Vec<u8>, ty: i32, data: &[u8], trunc: &mut i32| {
+    let put = |out: &mut Vec<u8>, level: i32, ty: i32, data: &[u8], trunc: &mut i32| {
         let left = space - out.len();
         if left < CMSG_HDR {
             *trunc = libc::MSG_CTRUNC;
@@ -286,14 +286,20 @@ fn write_control(
             *trunc = libc::MSG_CTRUNC;
         }
         out.extend_from_slice(&(clen as u64).to_le_bytes());
-        out.extend_from_slice(&libc::SOL_SOCKET.to_le_bytes());
+        out.extend_from_slice(&level.to_le_bytes());
         out.extend_from_slice(&ty.to_le_bytes());
         out.extend_from_slice(&data[..clen - CMSG_HDR]);
         let pad = cmsg_align(clen).min(left) - clen;
         out.extend(std::iter::repeat(0).take(pad));
     };
     if let Some(c) = m.control.creds {
-        put(&mut out, libc::SCM_CREDENTIALS, &c.to_bytes(), &mut trunc);
+        put(
+            &mut out,
+            libc::SOL_SOCKET,
+            libc::SCM_CREDENTIALS,
+            &c.to_bytes(),
+            &mut trunc,
+        );
     }
     if !m.control.rights.is_empty() {
         let left = space - out.len();
@@ -312,8 +318,17 @@ fn write_control(
             }
         }
         if !fds.is_empty() {
-            put(&mut out, libc::SCM_RIGHTS, &fds, &mut trunc);
+            put(
+                &mut out,
+                libc::SOL_SOCKET,
+                libc::SCM_RIGHTS,
+                &fds,
+                &mut trunc,
+            );
         }
+    }
+    for (level, ty, data) in &m.control.other {
+        put(&mut out, *level, *ty, data, &mut trunc);
     }
     if !out.is_empty() {
         t.mm.copy_out(addr, &out)?;

@@ -87,6 +87,8 @@ pub struct File {
     /// would get SIGIO, and F_SETSIG's signal (0: SIGIO).
     pub owner: std::sync::atomic::AtomicI32,
     pub owner_sig: std::sync::atomic::AtomicI32,
+    /// The O_ASYNC registration on the file's wait queue (`fasync`).
+    pub fasync: Mutex<Option<Arc<crate::kernel::fasync::Fasync>>>,
 }
 
 impl File {
@@ -107,6 +109,7 @@ impl File {
             lock_state: AtomicU8::new(0),
             owner: std::sync::atomic::AtomicI32::new(0),
             owner_sig: std::sync::atomic::AtomicI32::new(0),
+            fasync: Mutex::new(None),
         })
     }
 

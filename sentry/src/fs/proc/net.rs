@@ -1,5 +1,5 @@
 //! /proc/net: the sandbox's network state in Linux's formats (unix,
-//! if_inet6, route).
+//! if_inet6, route, tcp/tcp6/udp/udp6).
 
 use super::{dir, file, Node, Owner, ProcFs, Table};
 use crate::net::iface::{self, IFF_LOOPBACK};
@@ -115,11 +115,29 @@ fn route() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// /proc/net/tcp, tcp6, udp, udp6 (0..=3): the sandbox stack's sockets,
+/// or with `--network=host` the host's own files (the guest's sockets are
+/// host sockets there; all of the host namespace's show).
+fn inet(which: usize) -> Vec<u8> {
+    use crate::net::{netstack::procnet, network_mode, NetworkMode};
+    let name = ["tcp", "tcp6", "udp", "udp6"][which];
+    if network_mode() == NetworkMode::Host {
+        return std::fs::read(format!("/proc/net/{name}")).unwrap_or_default();
+    }
+    match which {
+        0 => procnet::tcp(false),
+        1 => procnet::tcp(true),
+        2 => procnet::udp(false),
+        _ => procnet::udp(true),
+    }
+}
+
 pub(super) fn new_net(fs: &Arc<ProcFs>) -> Arc<Node> {
     let f1 = fs.clone();
     let f2 = fs.clone();
     let f3 = fs.clone();
     let f4 = fs.clone();
+    let (f5, f6, f7, f8) = (fs.clone(), fs.clone(), fs.clone(), fs.clone());
     dir(
         fs,
         "net",
@@ -137,6 +155,22 @@ pub(super) fn new_net(fs: &Arc<ProcFs>) -> Arc<Node> {
             (
                 "route",
                 Box::new(move || file(&f2, "net/route", &Owner::Kernel, |_| Ok(route()))),
+            ),
+            (
+                "tcp",
+                Box::new(move || file(&f5, "net/tcp", &Owner::Kernel, |_| Ok(inet(0)))),
+            ),
+            (
+                "tcp6",
+                Box::new(move || file(&f6, "net/tcp6", &Owner::Kernel, |_| Ok(inet(1)))),
+            ),
+            (
+                "udp",
+                Box::new(move || file(&f7, "net/udp", &Owner::Kernel, |_| Ok(inet(2)))),
+            ),
+            (
+                "udp6",
+                Box::new(move || file(&f8, "net/udp6", &Owner::Kernel, |_| Ok(inet(3)))),
             ),
             (
                 "unix",

@@ -26,6 +26,8 @@
 //! way for TCP, `UDP_BUF_SIZE` for UDP): SO_RCVBUF/SO_SNDBUF report them,
 //! and what a set asks as Linux would, but do not resize them.
 
+pub mod icmp;
+pub mod procnet;
 pub mod tcp;
 pub mod udp;
 
@@ -71,6 +73,8 @@ const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const PROTO_TCP: usize = 0;
 pub const PROTO_UDP: usize = 1;
+/// Ping sockets' identifiers.
+pub const PROTO_ICMP: usize = 2;
 
 /// socket(AF_INET/AF_INET6, ty, proto) on the sandbox's stack.
 pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn FileOps>> {
@@ -81,15 +85,28 @@ pub fn new_socket(t: &Task, family: i32, ty: i32, proto: i32) -> KResult<Arc<dyn
             }
             Ok(tcp::TcpSocket::new(t, family))
         }
+        libc::SOCK_DGRAM if is_icmp(family, proto) => {
+            Ok(icmp::IcmpSocket::create(t, family, false)?)
+        }
         libc::SOCK_DGRAM => {
             if proto != 0 && proto != libc::IPPROTO_UDP {
                 return Err(Errno::EPROTONOSUPPORT);
             }
             Ok(udp::UdpSocket::new(t, family))
         }
-        libc::SOCK_RAW => Err(Errno::EPERM),
+        // Raw sockets need CAP_NET_RAW first (inet_create), whatever the
+        // protocol; ICMP is the one we serve.
+        libc::SOCK_RAW if !t.creds().capable(crate::kernel::caps::CAP_NET_RAW) => Err(Errno::EPERM),
+        libc::SOCK_RAW if is_icmp(family, proto) => Ok(icmp::IcmpSocket::create(t, family, true)?),
+        libc::SOCK_RAW => Err(Errno::EPROTONOSUPPORT),
         _ => Err(Errno::ESOCKTNOSUPPORT),
     }
+}
+
+/// IPPROTO_ICMP for IPv4, IPPROTO_ICMPV6 for IPv6.
+fn is_icmp(family: i32, proto: i32) -> bool {
+    (family == libc::AF_INET && proto == libc::IPPROTO_ICMP)
+        || (family == libc::AF_INET6 && proto == libc::IPPROTO_ICMPV6)
 }
 
 /// A unique id per guest socket: owner of port bindings and listeners.
@@ -105,6 +122,32 @@ pub fn next_id() -> u64 {
 struct Loopback {
     queue: VecDeque<Vec<u8>>,
     eth: Option<super::link::Eth>,
+    /// Arrival times (CLOCK_REALTIME ns) of the last STAMPS packets the
+    /// stack took in, by the id smoltcp carries in their metadata
+    /// (SO_TIMESTAMP).
+    stamps: Vec<(u32, i64)>,
+    next_id: u32,
+}
+
+/// How many arrival times are remembered: a datagram left unread behind
+/// more than this many newer packets reports its reading time.
+const STAMPS: usize = 4096;
+
+fn realtime_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Loopback {
+    /// When the packet with metadata id `id` arrived.
+    pub fn arrival(&self, id: u32) -> i64 {
+        match self.stamps.get(id as usize % STAMPS) {
+            Some(&(i, t)) if i == id && t != 0 => t,
+            _ => realtime_ns(),
+        }
+    }
 }
 
 impl Loopback {
@@ -118,17 +161,31 @@ impl Loopback {
                     return;
                 }
             }
+            if p.len() >= 40 && p[0] >> 4 == 6 {
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&p[24..40]);
+                if eth.is_remote6(Ipv6Addr::from(d)) {
+                    eth.output(p);
+                    return;
+                }
+            }
         }
         self.queue.push_back(p);
     }
 }
 
-struct RxToken(Vec<u8>);
+struct RxToken(Vec<u8>, u32);
 struct TxToken<'a>(&'a mut Loopback);
 
 impl smoltcp::phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         f(&self.0)
+    }
+
+    fn meta(&self) -> smoltcp::phy::PacketMeta {
+        let mut m = smoltcp::phy::PacketMeta::default();
+        m.id = self.1;
+        m
     }
 }
 
@@ -150,7 +207,13 @@ impl Device for Loopback {
         _now: smoltcp::time::Instant,
     ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let p = self.queue.pop_front()?;
-        Some((RxToken(p), TxToken(self)))
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        if self.stamps.len() < STAMPS {
+            self.stamps.resize(STAMPS, (0, 0));
+        }
+        self.stamps[id as usize % STAMPS] = (id, realtime_ns());
+        Some((RxToken(p, id), TxToken(self)))
     }
 
     fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
@@ -255,8 +318,8 @@ pub struct Inner {
     dev: Loopback,
     pub sockets: SocketSet<'static>,
     watch: HashMap<SocketHandle, Watch>,
-    binds: [HashMap<u16, Vec<Binding>>; 2],
-    next_port: [u16; 2],
+    binds: [HashMap<u16, Vec<Binding>>; 3],
+    next_port: [u16; 3],
     /// TCP sockets the guest closed, left to finish their FIN or RST.
     orphans: Vec<SocketHandle>,
     listeners: HashMap<u64, Listener>,
@@ -306,6 +369,8 @@ impl Stack {
         let mut dev = Loopback {
             queue: VecDeque::new(),
             eth: None,
+            stamps: Vec::new(),
+            next_id: 0,
         };
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = random_seed();
@@ -322,8 +387,8 @@ impl Stack {
                 dev,
                 sockets: SocketSet::new(Vec::new()),
                 watch: HashMap::new(),
-                binds: [HashMap::new(), HashMap::new()],
-                next_port: [start, start],
+                binds: [HashMap::new(), HashMap::new(), HashMap::new()],
+                next_port: [start, start, start],
                 orphans: Vec::new(),
                 listeners: HashMap::new(),
                 epoch,
@@ -448,6 +513,10 @@ pub fn route(ip: IpAddr) -> KResult<IpAddr> {
             Some(c) if v4 == c.ip || c.in_subnet(v4) || c.gateway.is_some() => Ok(ip),
             _ => Err(Errno::ENETUNREACH),
         },
+        IpAddr::V6(v6) if !v6.is_loopback() => match super::link::configured() {
+            Some(c) if c.has_ip6(v6) || c.routes6(v6) => Ok(ip),
+            _ => Err(Errno::ENETUNREACH),
+        },
         _ => Err(Errno::ENETUNREACH),
     }
 }
@@ -457,7 +526,25 @@ pub fn source_for(dst: IpAddr) -> Option<IpAddr> {
     match route(dst).ok()? {
         IpAddr::V4(v4) if !v4.is_loopback() => super::link::configured().map(|c| IpAddr::V4(c.ip)),
         IpAddr::V4(_) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let c = super::link::configured()?;
+            if c.has_ip6(v6) {
+                return Some(IpAddr::V6(v6));
+            }
+            c.source6(v6).map(IpAddr::V6)
+        }
         IpAddr::V6(_) => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    }
+}
+
+/// The index of the interface a packet from `src` arrived on: loopback
+/// (1) for our own addresses, else the container's interface.
+pub fn ifindex_from(src: IpAddr) -> i32 {
+    let src = canonical(src);
+    if src.is_loopback() || (bindable(src) && !src.is_unspecified()) {
+        1
+    } else {
+        super::link::configured().map_or(1, |c| super::iface::ethernet(&c).index as i32)
     }
 }
 
@@ -467,7 +554,10 @@ pub fn bindable(ip: IpAddr) -> bool {
     ip.is_unspecified()
         || ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
         || ip == Ipv6Addr::LOCALHOST
-        || super::link::configured().is_some_and(|c| ip == IpAddr::V4(c.ip))
+        || super::link::configured().is_some_and(|c| match ip {
+            IpAddr::V4(v4) => v4 == c.ip,
+            IpAddr::V6(v6) => c.has_ip6(v6),
+        })
 }
 
 /// The smoltcp endpoint a UDP socket bound to `ip` receives on. With
@@ -481,9 +571,12 @@ pub fn listen_addr(ip: IpAddr, v6only: bool) -> Option<IpAddress> {
             Some(_) => None,
             None => Some(IpAddress::v4(127, 0, 0, 1)),
         },
-        IpAddr::V6(v6) if v6.is_unspecified() => {
-            v6only.then_some(IpAddress::Ipv6(Ipv6Addr::LOCALHOST))
-        }
+        // With IPv6 on the interface, a v6-only "::" is every address
+        // (smoltcp cannot say "any IPv6"; IPv4 reaches it too).
+        IpAddr::V6(v6) if v6.is_unspecified() => match super::link::configured() {
+            Some(c) if !c.ip6.is_empty() => None,
+            _ => v6only.then_some(IpAddress::Ipv6(Ipv6Addr::LOCALHOST)),
+        },
         ip => Some(IpAddress::from(ip)),
     }
 }
@@ -559,6 +652,16 @@ impl Inner {
         if let Some(gw) = cfg.gateway {
             let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
         }
+        self.iface.update_ip_addrs(|a| {
+            for &(ip6, prefix) in &cfg.ip6 {
+                if a.push(IpCidr::new(IpAddress::Ipv6(ip6), prefix)).is_err() {
+                    tracing::warn!("network: no room for IPv6 address {ip6}");
+                }
+            }
+        });
+        if let Some(gw) = cfg.gateway6 {
+            let _ = self.iface.routes_mut().add_default_ipv6_route(gw);
+        }
         let mut eth = super::link::Eth::new(cfg, sink);
         eth.prime();
         self.dev.eth = Some(eth);
@@ -572,6 +675,11 @@ impl Inner {
                 self.dev.queue.push_back(p);
             }
         }
+    }
+
+    /// When the packet smoltcp tagged with `id` arrived (ns since 1970).
+    pub fn arrival(&self, id: u32) -> i64 {
+        self.dev.arrival(id)
     }
 
     pub fn now(&self) -> smoltcp::time::Instant {
@@ -642,6 +750,7 @@ impl Inner {
                     (tcp_state_code(st), t.recv_queue(), t.send_queue())
                 }
                 AnySocket::Udp(u) => (0, u.recv_queue(), u.send_queue()),
+                AnySocket::Raw(r) => (0, r.recv_queue(), r.send_queue()),
                 #[allow(unreachable_patterns)]
                 _ => continue,
             };
@@ -665,6 +774,7 @@ impl Inner {
                 (tcp_state_code(t.state()), t.recv_queue(), t.send_queue()),
             ),
             Some((_, AnySocket::Udp(u))) => (TcpState::Closed, (0, u.recv_queue(), u.send_queue())),
+            Some((_, AnySocket::Raw(r))) => (TcpState::Closed, (0, r.recv_queue(), r.send_queue())),
             _ => (TcpState::Closed, (0, 0, 0)),
         };
         let ended = self.watch.get(&h).and_then(|w| w.ended);
@@ -690,6 +800,43 @@ impl Inner {
 
     pub fn udp(&mut self, h: SocketHandle) -> &mut smoltcp::socket::udp::Socket<'static> {
         self.sockets.get_mut::<smoltcp::socket::udp::Socket>(h)
+    }
+
+    /// /proc/net/tcp rows of connections no guest socket holds: waiting
+    /// in an accept queue, or closed by the guest and finishing.
+    pub fn unowned_tcp_rows(&mut self) -> Vec<procnet::ProcRow> {
+        let mut hs: Vec<SocketHandle> = self
+            .listeners
+            .values()
+            .flat_map(|l| l.embryos.iter().copied())
+            .collect();
+        hs.extend(self.orphans.iter().copied());
+        let mut v = Vec::new();
+        for h in hs {
+            let k = self.tcp(h);
+            let (Some(l), Some(r)) = (k.local_endpoint(), k.remote_endpoint()) else {
+                continue;
+            };
+            if matches!(k.state(), TcpState::Closed | TcpState::Listen) {
+                continue;
+            }
+            let (local, remote) = (from_endpoint(l), from_endpoint(r));
+            v.push(procnet::ProcRow {
+                v6: local.is_ipv6(),
+                local,
+                remote,
+                state: procnet::linux_state(k.state()),
+                tx_queue: k.send_queue(),
+                rx_queue: k.recv_queue(),
+                uid: 0,
+                ino: 0,
+            });
+        }
+        v
+    }
+
+    pub fn raw(&mut self, h: SocketHandle) -> &mut smoltcp::socket::raw::Socket<'static> {
+        self.sockets.get_mut::<smoltcp::socket::raw::Socket>(h)
     }
 
     /// Hands a TCP socket the guest closed to the stack: it finishes its
@@ -931,6 +1078,17 @@ impl Inner {
         hs.into_iter().any(|h| acceptable(self.tcp(h).state()))
     }
 
+    /// How many connections listener `id` has ready to accept.
+    pub fn accept_queue_len(&mut self, id: u64) -> usize {
+        let Some(l) = self.listeners.get(&id) else {
+            return 0;
+        };
+        let hs: Vec<SocketHandle> = l.embryos.iter().copied().collect();
+        hs.into_iter()
+            .filter(|&h| acceptable(self.tcp(h).state()))
+            .count()
+    }
+
     /// Takes listener `id`'s oldest established connection.
     pub fn accept(&mut self, id: u64) -> Option<SocketHandle> {
         let hs: Vec<SocketHandle> = self.listeners.get(&id)?.embryos.iter().copied().collect();
@@ -1115,6 +1273,8 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, last),
             prefix: 24,
             gateway: None,
+            ip6: Vec::new(),
+            gateway6: None,
         };
         let (a, b) = (Stack::new(), Stack::new());
         let (wa, wb): (Wire, Wire) = Default::default();
@@ -1193,6 +1353,104 @@ mod tests {
         });
         assert_eq!(a.peek(|n| n.tcp(lo).state()), TcpState::Established);
         assert!(wa.lock().unwrap().is_empty());
+    }
+
+    /// IPv6 between two stacks over Ethernet frames: neighbor discovery
+    /// both ways (solicited-node multicast, advertisements), a handshake
+    /// and data with valid ICMPv6/TCP checksums on the wire, an echo
+    /// request answered.
+    #[test]
+    fn ipv6_between_two_stacks_over_ethernet_frames() {
+        use crate::net::link::{FrameSink, LinkConfig};
+        use std::sync::Mutex as M;
+        type Wire = Arc<M<VecDeque<Vec<u8>>>>;
+        struct Sink(Wire);
+        impl FrameSink for Sink {
+            fn send(&mut self, f: &[u8]) {
+                self.0.lock().unwrap().push_back(f.to_vec());
+            }
+        }
+        let ip6 = |last: u16| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last);
+        let cfg = |last: u8| LinkConfig {
+            name: "eth0".into(),
+            host_index: 2,
+            mac: [2, 0, 0, 0, 0, last],
+            mtu: 1500,
+            txqlen: 0,
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            prefix: 24,
+            gateway: None,
+            ip6: vec![
+                (ip6(u16::from(last)), 64),
+                (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(last)), 64),
+            ],
+            gateway6: None,
+        };
+        let (a, b) = (Stack::new(), Stack::new());
+        let (wa, wb): (Wire, Wire) = Default::default();
+        a.with(|n| n.attach_eth(cfg(2), Box::new(Sink(wa.clone()))));
+        b.with(|n| n.attach_eth(cfg(9), Box::new(Sink(wb.clone()))));
+        let kinds = std::cell::RefCell::new(Vec::new());
+        let carry = || {
+            for _ in 0..1000 {
+                let fa: Vec<Vec<u8>> = wa.lock().unwrap().drain(..).collect();
+                let fb: Vec<Vec<u8>> = wb.lock().unwrap().drain(..).collect();
+                if fa.is_empty() && fb.is_empty() {
+                    return;
+                }
+                for f in fa.iter().chain(fb.iter()) {
+                    assert_eq!(f[12..14], [0x86, 0xdd]);
+                    let ip = smoltcp::wire::Ipv6Packet::new_checked(&f[14..]).unwrap();
+                    let (s, d) = (ip.src_addr(), ip.dst_addr());
+                    match ip.next_header() {
+                        smoltcp::wire::IpProtocol::Icmpv6 => {
+                            let m = smoltcp::wire::Icmpv6Packet::new_checked(ip.payload()).unwrap();
+                            assert!(m.verify_checksum(&s, &d));
+                            kinds.borrow_mut().push(ip.payload()[0]);
+                        }
+                        smoltcp::wire::IpProtocol::Tcp => {
+                            let t = smoltcp::wire::TcpPacket::new_checked(ip.payload()).unwrap();
+                            assert!(t.verify_checksum(&IpAddress::Ipv6(s), &IpAddress::Ipv6(d)));
+                        }
+                        p => panic!("unexpected {p}"),
+                    }
+                }
+                b.with(|n| fa.iter().for_each(|f| n.ingress(f)));
+                a.with(|n| fb.iter().for_each(|f| n.ingress(f)));
+            }
+            panic!("the wire never went quiet");
+        };
+        let q = Arc::new(WaitQueue::new());
+        a.with(|n| {
+            let ep = IpListenEndpoint {
+                addr: Some(IpAddress::Ipv6(ip6(2))),
+                port: 80,
+            };
+            n.listen(1, vec![ep], 4, &q, false, None);
+        });
+        let client = b.with(|n| {
+            let mut k = tcp_socket();
+            k.connect(n.iface.context(), (IpAddress::Ipv6(ip6(2)), 80), 40000)
+                .unwrap();
+            let h = n.sockets.add(k);
+            n.watch(h, &q);
+            h
+        });
+        carry();
+        assert_eq!(b.peek(|n| n.tcp(client).state()), TcpState::Established);
+        // A solicitation and an advertisement each way at most.
+        let k = kinds.borrow().clone();
+        assert!(k.contains(&135) && k.contains(&136), "{k:?}");
+        let server = a.with(|n| n.accept(1)).expect("a connection to accept");
+        assert_eq!(
+            a.peek(|n| n.tcp(server).remote_endpoint()),
+            Some(IpEndpoint::new(IpAddress::Ipv6(ip6(9)), 40000))
+        );
+        b.with(|n| n.tcp(client).send_slice(b"over v6").unwrap());
+        carry();
+        let mut buf = [0u8; 16];
+        let k = a.with(|n| n.tcp(server).recv_slice(&mut buf).unwrap());
+        assert_eq!(&buf[..k], b"over v6");
     }
 
     #[test]

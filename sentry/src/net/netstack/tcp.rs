@@ -4,6 +4,7 @@
 //! connection itself lives in smoltcp. A listener owns a pool in the
 //! stack (see `Listener`), accept() takes its established connections.
 
+use super::procnet::{linux_state, ProcRow, ProcSocket, TCP_LISTEN};
 use super::{
     bindable, fin_received, from_endpoint, listen_addrs, route, stack, tcp_socket, to_endpoint,
     Binding, Inner, BUF_SIZE, PROTO_TCP,
@@ -125,7 +126,7 @@ fn smol_duration(d: Duration) -> smoltcp::time::Duration {
 
 impl TcpSocket {
     fn raw(family: i32, uid: u32, gid: u32, st: St) -> Arc<TcpSocket> {
-        Arc::new(TcpSocket {
+        let s = Arc::new(TcpSocket {
             family,
             id: super::next_id(),
             ino: next_ino(),
@@ -134,7 +135,10 @@ impl TcpSocket {
             ctime: Timespec::now(),
             queue: Arc::new(WaitQueue::new()),
             st: Mutex::new(st),
-        })
+        });
+        let w: std::sync::Weak<dyn ProcSocket> = Arc::downgrade(&s) as _;
+        super::procnet::register(PROTO_TCP, w);
+        s
     }
 
     pub fn new(t: &Task, family: i32) -> Arc<TcpSocket> {
@@ -1008,5 +1012,53 @@ impl FileOps for TcpSocket {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl ProcSocket for TcpSocket {
+    fn proc_row(&self) -> Option<ProcRow> {
+        let mut g = lock(&self.st);
+        let s = &mut *g;
+        let v6 = self.family == libc::AF_INET6;
+        stack().peek(|n| {
+            self.sync(s, n);
+            match s.conn {
+                Conn::Idle => None,
+                Conn::Listening => {
+                    let local = s.bound?;
+                    Some(ProcRow {
+                        v6,
+                        local,
+                        remote: SocketAddr::new(unspecified(self.family).ip(), 0),
+                        state: TCP_LISTEN,
+                        tx_queue: 0,
+                        rx_queue: n.accept_queue_len(self.id),
+                        uid: self.uid,
+                        ino: self.ino,
+                    })
+                }
+                Conn::Connecting(h, remote) | Conn::Connected(h, remote) => {
+                    let k = n.tcp(h);
+                    if k.state() == TcpState::Closed {
+                        return None;
+                    }
+                    let local = k
+                        .local_endpoint()
+                        .map(from_endpoint)
+                        .or(s.bound)
+                        .unwrap_or_else(|| unspecified(self.family));
+                    Some(ProcRow {
+                        v6,
+                        local,
+                        remote,
+                        state: linux_state(k.state()),
+                        tx_queue: k.send_queue(),
+                        rx_queue: k.recv_queue(),
+                        uid: self.uid,
+                        ino: self.ino,
+                    })
+                }
+            }
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! bound on first bind, connect or send; connect sets a default peer and
 //! filters what is received, as on Linux.
 
+use super::procnet::{ProcRow, ProcSocket, TCP_CLOSE, TCP_ESTABLISHED};
 use super::{
     bindable, canonical, from_endpoint, listen_addr, route, stack, to_endpoint, Binding, Inner,
     PROTO_UDP, UDP_BUF_SIZE,
@@ -13,6 +14,7 @@ use crate::kernel::waiter::WaitQueue;
 use crate::net::inet::{format_sockaddr, is_unspec, parse_sockaddr, unspecified};
 use crate::net::socket::{
     deadline, int_opt, read_int_opt, wait_errno, CommonOpts, RecvMsg, SendControl, Socket,
+    SO_TIMESTAMPNS,
 };
 use crate::net::unix::{MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
 use crate::vfs::file::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
@@ -21,7 +23,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::wire::IpListenEndpoint;
 use std::any::Any;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 const RCV_SHUTDOWN: u8 = 1;
@@ -48,6 +50,63 @@ struct St {
     ttl: i32,
     tclass: i32,
     hops: i32,
+    /// SO_TIMESTAMPNS (with `opts.timestamp`): nanosecond timestamps.
+    ts_ns: bool,
+    /// IP_PKTINFO, IP_RECVTOS, IPV6_RECVPKTINFO.
+    pktinfo: bool,
+    recvtos: bool,
+    recvpktinfo6: bool,
+    /// IP_RECVERR / IPV6_RECVERR: stored; the stack reports no ICMP
+    /// errors, so the error queue stays empty.
+    recverr: bool,
+    recverr6: bool,
+}
+
+/// Socket options the libc crate lacks.
+const IPV6_RECVPKTINFO: i32 = 49;
+const IPV6_PKTINFO: i32 = 50;
+const IPV6_RECVERR: i32 = 25;
+
+/// The control messages a datagram from `from` to `to` (arrived at
+/// `at_ns`) carries for the options in `s`, in Linux's order: the
+/// timestamp, then the IPv4 ones (IP_PKTINFO, IP_TOS) or IPV6_PKTINFO.
+fn recv_control(
+    s: &St,
+    family: i32,
+    from: SocketAddr,
+    to: IpAddr,
+    at_ns: i64,
+) -> Vec<(i32, i32, Vec<u8>)> {
+    let mut v = Vec::new();
+    if s.opts.timestamp {
+        v.push(crate::net::socket::timestamp_cmsg(s.ts_ns, at_ns));
+    }
+    let ifindex = super::ifindex_from(from.ip());
+    let to = canonical(to);
+    if family == libc::AF_INET6 && s.recvpktinfo6 {
+        let a = match to {
+            IpAddr::V4(a) => a.to_ipv6_mapped(),
+            IpAddr::V6(a) => a,
+        };
+        let mut b = a.octets().to_vec();
+        b.extend_from_slice(&ifindex.to_le_bytes());
+        v.push((libc::IPPROTO_IPV6, IPV6_PKTINFO, b));
+    }
+    if let IpAddr::V4(a) = to {
+        if s.pktinfo {
+            // in_pktinfo: ifindex, spec_dst (the local address a reply
+            // comes from: the destination, for unicast), addr.
+            let mut b = ifindex.to_le_bytes().to_vec();
+            b.extend_from_slice(&a.octets());
+            b.extend_from_slice(&a.octets());
+            v.push((libc::IPPROTO_IP, libc::IP_PKTINFO, b));
+        }
+        if s.recvtos {
+            // Our stack sends every packet with TOS 0.
+            v.push((libc::IPPROTO_IP, libc::IP_TOS, vec![0]));
+        }
+    }
+    v
 }
 
 pub struct UdpSocket {
@@ -80,7 +139,7 @@ fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
 impl UdpSocket {
     pub fn new(t: &Task, family: i32) -> Arc<UdpSocket> {
         let c = t.creds();
-        Arc::new(UdpSocket {
+        let s = Arc::new(UdpSocket {
             family,
             id: super::next_id(),
             ino: next_ino(),
@@ -102,8 +161,17 @@ impl UdpSocket {
                 ttl: 64,
                 tclass: 0,
                 hops: 64,
+                ts_ns: false,
+                pktinfo: false,
+                recvtos: false,
+                recvpktinfo6: false,
+                recverr: false,
+                recverr6: false,
             }),
-        })
+        });
+        let w: std::sync::Weak<dyn ProcSocket> = Arc::downgrade(&s) as _;
+        super::procnet::register(PROTO_UDP, w);
+        s
     }
 
     /// Binds `addr` (port 0: ephemeral) and opens the smoltcp socket.
@@ -250,7 +318,13 @@ impl UdpSocket {
                 let k = n.udp(h);
                 while let Ok((p, m)) = k.peek() {
                     let from = from_endpoint(m.endpoint);
-                    if s.peer.is_some_and(|peer| !same_addr(peer, from)) {
+                    // smoltcp's "any address" endpoint takes both families:
+                    // an AF_INET socket never sees IPv6, a v6-only one IPv4.
+                    let other_family = match canonical(from.ip()) {
+                        IpAddr::V6(_) => family == libc::AF_INET,
+                        IpAddr::V4(_) => family == libc::AF_INET6 && s.v6only,
+                    };
+                    if other_family || s.peer.is_some_and(|peer| !same_addr(peer, from)) {
                         // Connected: datagrams from others are dropped.
                         let _ = k.recv();
                         continue;
@@ -258,14 +332,23 @@ impl UdpSocket {
                     let c = p.len().min(buf.len());
                     buf[..c].copy_from_slice(&p[..c]);
                     let full = p.len();
+                    let to = m
+                        .local_address
+                        .map(IpAddr::from)
+                        .unwrap_or(unspecified(family).ip());
+                    let id = m.meta.id;
                     if !peek {
                         let _ = k.recv();
                     }
+                    let other = recv_control(s, family, from, to, n.arrival(id));
                     return Some(Ok(RecvMsg {
                         copied: c,
                         full,
                         addr: Some(format_sockaddr(family, from)),
-                        ..Default::default()
+                        control: crate::net::socket::RecvControl {
+                            other,
+                            ..Default::default()
+                        },
                     }));
                 }
             }
@@ -282,6 +365,10 @@ impl UdpSocket {
     fn do_recv(&self, t: &Task, buf: &mut [u8], flags: i32, nonblock: bool) -> KResult<RecvMsg> {
         if flags & libc::MSG_OOB != 0 {
             return Err(Errno::EOPNOTSUPP);
+        }
+        if flags & libc::MSG_ERRQUEUE != 0 {
+            // No ICMP errors are ever queued.
+            return Err(Errno::EAGAIN);
         }
         let peek = flags & libc::MSG_PEEK != 0;
         if let Some(r) = self.try_recv(buf, peek) {
@@ -419,6 +506,13 @@ impl Socket for UdpSocket {
         let mut s = lock(&self.st);
         match level {
             libc::SOL_SOCKET => {
+                match name {
+                    libc::SO_TIMESTAMP => {
+                        return Ok(int_opt((s.opts.timestamp && !s.ts_ns) as i32))
+                    }
+                    SO_TIMESTAMPNS => return Ok(int_opt((s.opts.timestamp && s.ts_ns) as i32)),
+                    _ => {}
+                }
                 if let Some(v) = s.opts.get(name) {
                     return Ok(v);
                 }
@@ -433,10 +527,15 @@ impl Socket for UdpSocket {
             libc::IPPROTO_IP => Ok(int_opt(match name {
                 libc::IP_TOS => s.tos,
                 libc::IP_TTL => s.ttl,
+                libc::IP_PKTINFO => s.pktinfo as i32,
+                libc::IP_RECVTOS => s.recvtos as i32,
+                libc::IP_RECVERR => s.recverr as i32,
                 _ => return Err(Errno::ENOPROTOOPT),
             })),
             libc::IPPROTO_IPV6 if self.family == libc::AF_INET6 => Ok(int_opt(match name {
                 libc::IPV6_V6ONLY => s.v6only as i32,
+                IPV6_RECVPKTINFO => s.recvpktinfo6 as i32,
+                IPV6_RECVERR => s.recverr6 as i32,
                 libc::IPV6_TCLASS => s.tclass,
                 libc::IPV6_UNICAST_HOPS => s.hops,
                 _ => return Err(Errno::ENOPROTOOPT),
@@ -450,6 +549,14 @@ impl Socket for UdpSocket {
         let s = &mut *g;
         match level {
             libc::SOL_SOCKET => {
+                // SO_TIMESTAMP and SO_TIMESTAMPNS switch one flag and
+                // pick the format (Linux's sock_set_timestamp).
+                if name == libc::SO_TIMESTAMP || name == SO_TIMESTAMPNS {
+                    let on = read_int_opt(val)? != 0;
+                    s.opts.timestamp = on;
+                    s.ts_ns = on && name == SO_TIMESTAMPNS;
+                    return Ok(());
+                }
                 if let Some(r) = s.opts.set(name, val) {
                     return r;
                 }
@@ -465,6 +572,10 @@ impl Socket for UdpSocket {
                 let v = read_int_opt(val)?;
                 match name {
                     libc::IP_TOS => s.tos = v & 0xff,
+                    libc::IP_PKTINFO => s.pktinfo = v != 0,
+                    libc::IP_RECVTOS => s.recvtos = v != 0,
+                    // glibc's resolver sets it and gives up without it.
+                    libc::IP_RECVERR => s.recverr = v != 0,
                     libc::IP_TTL if v == -1 => s.ttl = 64,
                     libc::IP_TTL if (1..=255).contains(&v) => s.ttl = v,
                     libc::IP_TTL => return Err(Errno::EINVAL),
@@ -480,6 +591,8 @@ impl Socket for UdpSocket {
                         }
                         s.v6only = v != 0;
                     }
+                    IPV6_RECVPKTINFO => s.recvpktinfo6 = v != 0,
+                    IPV6_RECVERR => s.recverr6 = v != 0,
                     libc::IPV6_TCLASS if (-1..=255).contains(&v) => s.tclass = v.max(0),
                     libc::IPV6_UNICAST_HOPS if (-1..=255).contains(&v) => {
                         s.hops = if v == -1 { 64 } else { v }
@@ -558,5 +671,43 @@ impl FileOps for UdpSocket {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl ProcSocket for UdpSocket {
+    fn proc_row(&self) -> Option<ProcRow> {
+        let s = lock(&self.st);
+        let bound = s.bound?;
+        // Connected: the source address the route chose, as sockname.
+        let local = match s.peer {
+            Some(p) if bound.ip().is_unspecified() => SocketAddr::new(
+                super::source_for(p.ip()).unwrap_or(bound.ip()),
+                bound.port(),
+            ),
+            _ => bound,
+        };
+        let (rx, tx) = match s.h {
+            Some(h) => stack().peek(|n| {
+                let k = n.udp(h);
+                (k.recv_queue(), k.send_queue())
+            }),
+            None => (0, 0),
+        };
+        Some(ProcRow {
+            v6: self.family == libc::AF_INET6,
+            local,
+            remote: s
+                .peer
+                .unwrap_or_else(|| SocketAddr::new(unspecified(self.family).ip(), 0)),
+            state: if s.peer.is_some() {
+                TCP_ESTABLISHED
+            } else {
+                TCP_CLOSE
+            },
+            tx_queue: tx,
+            rx_queue: rx,
+            uid: self.uid,
+            ino: self.ino,
+        })
     }
 }
