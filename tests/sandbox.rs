@@ -2362,3 +2362,45 @@ time.sleep(20)
     assert_eq!(ours, run("hangup", false, hup_prog));
     assert_eq!(ours, "got SIGHUP 1792\n");
 }
+
+/// mremap growth of private memory, as realloc does it: the contents
+/// move along, grown parts read as zeros, a shrunk-then-regrown tail is
+/// zero again, and a fork's copy stays separate. (Buffers grown in place
+/// within their backing's spare room must not see stale or shared pages.)
+#[test]
+fn mremap_growth_keeps_contents_and_zero_fills() {
+    assert_same_spec(&py(r#"
+        import ctypes, mmap, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mremap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+        PAGE = 4096
+        addr = libc.mmap(None, PAGE, 3, 0x22, -1, 0)
+        size = PAGE
+        ctypes.memset(addr, 1, PAGE)
+        ok = True
+        for i in range(2, 200):
+            new = size + PAGE * (i % 7 + 1)
+            addr = libc.mremap(addr, size, new, 1)
+            buf = ctypes.string_at(addr, new)
+            ok &= buf[size:] == bytes(new - size)
+            ok &= buf[:PAGE] == bytes([1]) * PAGE
+            ctypes.memset(addr + size, i % 250, new - size)
+            size = new
+        print("grown", size // PAGE, ok)
+        last = ctypes.string_at(addr + size - PAGE, PAGE)
+        addr = libc.mremap(addr, size, size - 3 * PAGE, 1)
+        addr = libc.mremap(addr, size - 3 * PAGE, size, 1)
+        print("regrown tail zero", ctypes.string_at(addr + size - 3 * PAGE, 3 * PAGE) == bytes(3 * PAGE))
+        pid = os.fork()
+        if pid == 0:
+            ctypes.memset(addr, 9, size)
+            addr2 = libc.mremap(addr, size, size + 64 * PAGE, 1)
+            print("child", ctypes.string_at(addr2 + size, 64 * PAGE) == bytes(64 * PAGE), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("parent kept", ctypes.string_at(addr, PAGE) == bytes([1]) * PAGE)
+        "#));
+}

@@ -426,12 +426,44 @@ impl MemoryManager {
             );
             return Ok(target);
         }
-        // New backing: shared memory keeps its extent when it fits, private
-        // memory is copied into a new extent of the new size.
-        let (ext, ext_off) = if v.shared && v.ext_off + (old - v.start) + new_len <= v.ext.len {
-            (v.ext.clone(), v.ext_off + (old - v.start))
+        // Private memory that is a whole VMA, alone on its extent, whose
+        // extent has room: it keeps its pages where they are (no copy).
+        // The room past a VMA's end is zero (never touched, or decommitted
+        // when that part was unmapped).
+        let rel = old - v.start;
+        let fits = v.ext_off + rel + new_len <= v.ext.len;
+        // Held by the VMA in the map and by `v`.
+        let exclusive = !v.shared && old == v.start && old + old_len == v.end;
+        if exclusive && fits && Arc::strong_count(&v.ext) == 2 {
+            st.vmas.remove(&old);
+            ctx.unmap(old, old_len).map_err(host_err)?;
+            st.remove_range(&self.mf, target, new_len);
+            ctx.map(target, new_len, v.prot, v.ext.off + v.ext_off)
+                .map_err(host_err)?;
+            st.vmas.insert(
+                target,
+                Vma {
+                    start: target,
+                    end: target + new_len,
+                    ..v
+                },
+            );
+            return Ok(target);
+        }
+        // New backing: shared memory keeps its extent when it fits; private
+        // memory is copied into a new extent with as much room again to
+        // grow (up to 1 GiB more; untouched memory costs nothing), so a
+        // buffer grown by repeated mremap, as realloc does, is copied a
+        // logarithmic number of times rather than on every call.
+        let (ext, ext_off) = if v.shared && fits {
+            (v.ext.clone(), v.ext_off + rel)
         } else {
-            let e = Arc::new(Extent::new(&self.mf, new_len)?);
+            let room = if v.shared {
+                new_len
+            } else {
+                new_len.saturating_add(new_len.min(1 << 30))
+            };
+            let e = Arc::new(Extent::new(&self.mf, room)?);
             self.mf
                 .copy_range(v.file_offset_of(old), e.off, old_len.min(new_len));
             (e, 0)
