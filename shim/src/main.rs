@@ -4,6 +4,11 @@
 //! talks the Task API to the serving shim, and runs `delete` to clean up
 //! after a shim that died. The shim runs our `runsc` binary as the OCI
 //! runtime for each operation, as containerd's runc.v2 shim runs runc.
+//!
+//! The containerd-shim crate provides the pieces (flags, ttrpc server and
+//! Task API, event publisher, exit monitor, rootfs mounts); the bootstrap
+//! is ours so that one binary serves containerd 1.x (task API v2, a bare
+//! address from `start`) as well as 2.x (which also takes those).
 
 mod error;
 mod io;
@@ -13,22 +18,77 @@ mod stats;
 
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::shim_ttrpc::create_task;
+use containerd_shim::protos::ttrpc::Server;
+use containerd_shim::protos::types::introspection::RuntimeInfo;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{Config, ExitSignal, Flags, StartOpts};
+use containerd_shim::synchronous::monitor::monitor_notify_by_pid;
+use containerd_shim::{ExitSignal, Flags, StartOpts};
+use std::io::Write;
+use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 const RUNTIME_ID: &str = "io.containerd.runsc.v1";
+const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
 
-struct Shim {
-    namespace: String,
-    id: String,
-    exit: Arc<ExitSignal>,
+fn main() {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let flags = match containerd_shim::parse(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: {e}");
+            std::process::exit(2);
+        }
+    };
+    if flags.version {
+        println!("{RUNTIME_ID} (containerd-shim-runsc-v1) {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    init_logging(&flags);
+    if let Err(e) = run(&flags) {
+        tracing::error!("{}: {e}", flags.action);
+        eprintln!("{RUNTIME_ID}: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(flags: &Flags) -> Result<(), String> {
+    if flags.info {
+        let info = RuntimeInfo {
+            name: RUNTIME_ID.to_string(),
+            ..Default::default()
+        };
+        let bytes = info.write_to_bytes().map_err(|e| e.to_string())?;
+        return write_stdout(&bytes);
+    }
+    if flags.namespace.is_empty() {
+        return Err("-namespace is required".into());
+    }
+    match flags.action.as_str() {
+        "start" => start(flags),
+        "delete" => {
+            set_subreaper()?;
+            reap_children()?;
+            let resp = delete(flags)?;
+            let bytes = resp.write_to_bytes().map_err(|e| e.to_string())?;
+            write_stdout(&bytes)
+        }
+        "" => serve(flags),
+        other => Err(format!("unknown action {other:?}")),
+    }
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing the reply: {e}"))
 }
 
 /// Logs go to containerd's `log` fifo in the bundle (the serving shim has
-/// no stderr), else to stderr (`start` and `delete`, whose stderr
-/// containerd reports).
+/// no stderr; containerd 1.x takes `start`'s stderr as part of its reply),
+/// else to stderr (`delete`, whose stderr containerd reports).
 fn init_logging(flags: &Flags) {
     let level = if flags.debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNSC_SHIM_LOG")
@@ -36,10 +96,14 @@ fn init_logging(flags: &Flags) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false);
-    let serving = flags.action.is_empty();
-    let fifo = if serving { open_log_fifo() } else { None };
+    let fifo = if flags.action == "delete" {
+        None
+    } else {
+        open_log_fifo()
+    };
     let r = match fifo {
         Some(f) => b.with_writer(std::sync::Mutex::new(f)).try_init(),
+        None if flags.action == "start" || flags.info => b.with_writer(std::io::sink).try_init(),
         None => b.with_writer(std::io::stderr).try_init(),
     };
     if let Err(e) = r {
@@ -47,8 +111,7 @@ fn init_logging(flags: &Flags) {
     }
 }
 
-/// containerd's reader of the `log` fifo, opened without blocking when
-/// nobody reads it.
+/// containerd's `log` fifo, opened without blocking when nobody reads it.
 fn open_log_fifo() -> Option<std::fs::File> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
@@ -65,69 +128,165 @@ fn open_log_fifo() -> Option<std::fs::File> {
     Some(f)
 }
 
-impl containerd_shim::Shim for Shim {
-    type T = service::Service;
-
-    fn new(_runtime_id: &str, flags: &Flags, _config: &mut Config) -> Self {
-        init_logging(flags);
-        Shim {
-            namespace: flags.namespace.clone(),
-            id: flags.id.clone(),
-            exit: Arc::new(ExitSignal::default()),
-        }
+fn set_subreaper() -> Result<(), String> {
+    // SAFETY: prctl(2) PR_SET_CHILD_SUBREAPER takes plain integers.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r < 0 {
+        return Err(format!(
+            "becoming a child subreaper: {}",
+            std::io::Error::last_os_error()
+        ));
     }
-
-    fn start_shim(&mut self, opts: StartOpts) -> Result<String, containerd_shim::Error> {
-        let grouping = opts.id.clone();
-        let (pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
-        containerd_shim::util::write_address(&address)?;
-        tracing::info!("started the shim for {} (pid {pid}) at {address}", self.id);
-        Ok(address)
-    }
-
-    /// Cleanup after a shim that is gone: the sandbox is force-deleted and
-    /// the rootfs unmounted (cwd is the bundle).
-    fn delete_shim(&mut self) -> Result<DeleteResponse, containerd_shim::Error> {
-        let bundle = std::env::current_dir()
-            .map_err(|e| containerd_shim::Error::Other(format!("current dir: {e}")))?;
-        tracing::info!("delete {} in {}", self.id, bundle.display());
-        match runsc::Runsc::load(&bundle) {
-            Ok(r) => {
-                if let Err(e) = r.run(
-                    &["delete".into(), "--force".into(), self.id.clone().into()],
-                    runsc::ChildStdio::null(),
-                ) {
-                    tracing::warn!("runsc delete {}: {e}", self.id);
-                }
-            }
-            Err(e) => tracing::warn!("no runsc settings in the bundle: {e}"),
-        }
-        let rootfs = bundle.join("rootfs");
-        if rootfs.exists() {
-            service::unmount(&rootfs);
-        }
-        Ok(DeleteResponse {
-            exit_status: 128 + libc::SIGKILL as u32,
-            exited_at: MessageField::some(Timestamp::now()),
-            ..Default::default()
-        })
-    }
-
-    fn wait(&mut self) {
-        self.exit.wait();
-    }
-
-    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        service::Service::new(&self.namespace, self.exit.clone(), publisher)
-    }
+    Ok(())
 }
 
-fn main() {
-    containerd_shim::run::<Shim>(
-        RUNTIME_ID,
-        Some(Config {
-            no_setup_logger: true,
-            ..Default::default()
-        }),
-    );
+/// Reaps every child (ours and the orphans we inherit as subreaper) and
+/// tells the exit monitor, which runsc commands and the service watch.
+fn reap_children() -> Result<(), String> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    let mut signals = signal_hook::iterator::Signals::new([
+        libc::SIGCHLD,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGPIPE,
+    ])
+    .map_err(|e| format!("signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("reaper".into())
+        .spawn(move || loop {
+            for sig in signals.wait() {
+                if sig != libc::SIGCHLD {
+                    tracing::debug!("signal {sig} ignored");
+                    continue;
+                }
+                loop {
+                    let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+                    {
+                        Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                        Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+                        Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!("waitpid: {e}");
+                            break;
+                        }
+                    };
+                    if let Err(e) = monitor_notify_by_pid(pid.as_raw(), code) {
+                        tracing::warn!("exit of {pid}: {e}");
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("starting the reaper: {e}"))?;
+    Ok(())
+}
+
+/// `start`: spawns the serving shim (same flags, `-socket ADDRESS`) and
+/// prints the address it serves.
+fn start(flags: &Flags) -> Result<(), String> {
+    // containerd 2 pipes its bootstrap parameters in; what we need of them
+    // is on the command line and in the environment too.
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    let opts = StartOpts {
+        id: flags.id.clone(),
+        publish_binary: flags.publish_binary.clone(),
+        address: flags.address.clone(),
+        ttrpc_address: std::env::var(TTRPC_ADDRESS).unwrap_or_default(),
+        namespace: flags.namespace.clone(),
+        debug: flags.debug,
+        ..Default::default()
+    };
+    if opts.ttrpc_address.is_empty() {
+        return Err(format!("{TTRPC_ADDRESS} is not set"));
+    }
+    let (pid, address) =
+        containerd_shim::spawn(opts, &flags.id, Vec::new()).map_err(|e| e.to_string())?;
+    containerd_shim::util::write_address(&address).map_err(|e| e.to_string())?;
+    tracing::info!("started the shim for {} (pid {pid}) at {address}", flags.id);
+    write_stdout(address.as_bytes())
+}
+
+/// `delete`: cleanup after a shim that is gone (cwd is the bundle): the
+/// sandbox is force-deleted and the rootfs unmounted.
+fn delete(flags: &Flags) -> Result<DeleteResponse, String> {
+    let bundle = std::env::current_dir().map_err(|e| format!("current dir: {e}"))?;
+    tracing::info!("delete {} in {}", flags.id, bundle.display());
+    match runsc::Runsc::load(&bundle) {
+        Ok(r) => {
+            if let Err(e) = r.run(
+                &["delete".into(), "--force".into(), flags.id.clone().into()],
+                runsc::ChildStdio::null(),
+            ) {
+                tracing::warn!("runsc delete {}: {e}", flags.id);
+            }
+        }
+        Err(e) => tracing::warn!("no runsc settings in the bundle: {e}"),
+    }
+    let rootfs = bundle.join("rootfs");
+    if rootfs.exists() {
+        service::unmount(&rootfs);
+    }
+    Ok(DeleteResponse {
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: MessageField::some(Timestamp::now()),
+        ..Default::default()
+    })
+}
+
+/// The serving shim: the Task API on `-socket` until Shutdown.
+fn serve(flags: &Flags) -> Result<(), String> {
+    if flags.socket.is_empty() {
+        return Err("-socket is required".into());
+    }
+    set_subreaper()?;
+    reap_children()?;
+    let ttrpc_address =
+        std::env::var(TTRPC_ADDRESS).map_err(|_| format!("{TTRPC_ADDRESS} is not set"))?;
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .map_err(|e| format!("connecting to containerd at {ttrpc_address}: {e}"))?;
+    let exit = Arc::new(ExitSignal::default());
+    let svc = service::Service::new(&flags.namespace, exit.clone(), publisher);
+    let task: Arc<dyn containerd_shim::Task + Send + Sync> = Arc::new(svc);
+    // The same service under task API v3 (containerd 2) and v2 (1.x): the
+    // messages are the same.
+    let v3 = create_task(task.clone());
+    let v2 = create_task(task)
+        .into_iter()
+        .map(|(k, v)| (k.replace("/containerd.task.v3.", "/containerd.task.v2."), v))
+        .collect();
+    let path = flags
+        .socket
+        .strip_prefix("unix://")
+        .unwrap_or(&flags.socket)
+        .to_string();
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let listener = match std::os::unix::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            // A socket left by a shim that died.
+            std::fs::remove_file(&path).map_err(|e| format!("{path}: {e}"))?;
+            std::os::unix::net::UnixListener::bind(&path).map_err(|e| format!("{path}: {e}"))?
+        }
+        Err(e) => return Err(format!("{path}: {e}")),
+    };
+    let mut server = Server::new()
+        .add_listener(listener.into_raw_fd())
+        .map_err(|e| e.to_string())?
+        .register_service(v3)
+        .register_service(v2);
+    server.start().map_err(|e| e.to_string())?;
+    // `start` waits for our stdout to close: point it at stderr.
+    // SAFETY: dup2(2) of our own standard descriptors.
+    unsafe {
+        libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
+    }
+    tracing::info!("serving {} on {path}", flags.id);
+    exit.wait();
+    tracing::info!("shutting down");
+    server.shutdown();
+    let _ = std::fs::remove_file(&path);
+    Ok(())
 }
