@@ -167,8 +167,22 @@ impl Containerd {
     }
 
     /// `ctr run --rm --runtime RT [FLAGS] IMAGE ID CMD...`.
-    fn run(&self, rt: &str, id: &str, flags: &[&str], cmd: &[&str], stdin: Option<&[u8]>) -> Outcome {
-        let mut args = vec!["run", "--rm", "--snapshotter", self.snapshotter, "--runtime", rt];
+    fn run(
+        &self,
+        rt: &str,
+        id: &str,
+        flags: &[&str],
+        cmd: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Outcome {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--snapshotter",
+            self.snapshotter,
+            "--runtime",
+            rt,
+        ];
         args.extend(flags);
         args.push(IMAGE);
         args.push(id);
@@ -178,11 +192,7 @@ impl Containerd {
 
     /// The same under a pty (`script`), as a user at a terminal.
     fn run_tty(&self, rt: &str, args: &[&str]) -> Outcome {
-        let mut line = format!(
-            "{CTR} --address {} -n {} ",
-            self.sock.display(),
-            self.ns
-        );
+        let mut line = format!("{CTR} --address {} -n {} ", self.sock.display(), self.ns);
         line.push_str(&args.join(" "));
         let mut cmd = Command::new("script");
         cmd.args(["-qec", &line, "/dev/null"]);
@@ -343,7 +353,10 @@ fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>) -> Outcome {
 }
 
 fn sha256(p: &Path) -> String {
-    let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+    let o = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
     assert!(o.status.success(), "sha256sum {}: {o:?}", p.display());
     String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
@@ -422,7 +435,11 @@ fn busybox_image(dir: &Path) -> PathBuf {
     manifest_desc["annotations"] = serde_json::json!({ "io.containerd.image.name": IMAGE });
     let index = serde_json::json!({ "schemaVersion": 2, "manifests": [manifest_desc] });
     std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let tar = dir.join("image.tar");
     let o = Command::new("tar")
         .arg("-C")
@@ -514,23 +531,67 @@ fn detached(c: &Containerd, rt: &str, id: &str) -> Vec<String> {
     wait_status(c, id, "RUNNING");
     let (pid, _) = task_row(c, id).expect("task listed");
     seen.push("ls: RUNNING".to_string());
-    let o = c.ctr(&["task", "exec", "--exec-id", "e1", id, "echo", "from exec"], None);
+    let o = c.ctr(
+        &["task", "exec", "--exec-id", "e1", id, "echo", "from exec"],
+        None,
+    );
     seen.push(format!("exec echo: {} {:?}", o.code, o.stdout_str()));
-    let o = c.ctr(&["task", "exec", "--exec-id", "e2", id, "sh", "-c", "exit 5"], None);
+    let o = c.ctr(
+        &["task", "exec", "--exec-id", "e2", id, "sh", "-c", "exit 5"],
+        None,
+    );
     seen.push(format!("exec exit 5: {}", o.code));
     let ps = c.ok(&["task", "ps", id]);
     assert!(
-        ps.lines().skip(1).any(|l| l.split_whitespace().next() == Some(&pid)),
+        ps.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(&pid)),
         "{rt}: task ps lacks the task's pid {pid}:\n{ps}"
     );
     seen.push("ps lists the task's pid".to_string());
+    let m = c.ok(&["task", "metrics", id]);
+    seen.push(format!(
+        "metrics: memory {} cpu {} pids {}",
+        m.contains("memory.usage_in_bytes"),
+        m.contains("cpuacct.usage"),
+        m.contains("pids.current")
+    ));
     c.ok(&["task", "pause", id]);
     wait_status(c, id, "PAUSED");
     seen.push("paused".to_string());
     c.ok(&["task", "resume", id]);
     wait_status(c, id, "RUNNING");
-    let o = c.ctr(&["task", "exec", "--exec-id", "e4", id, "echo", "resumed"], None);
-    seen.push(format!("exec after resume: {} {:?}", o.code, o.stdout_str()));
+    let o = c.ctr(
+        &["task", "exec", "--exec-id", "e4", id, "echo", "resumed"],
+        None,
+    );
+    seen.push(format!(
+        "exec after resume: {} {:?}",
+        o.code,
+        o.stdout_str()
+    ));
+    if has_script() {
+        let o = c.run_tty(
+            rt,
+            &[
+                "task",
+                "exec",
+                "-t",
+                "--exec-id",
+                "e5",
+                id,
+                "sh",
+                "-c",
+                "'[ -t 0 ] && echo tty; exit 2'",
+            ],
+        );
+        // (runc's shim refuses ctr's late resize: ctr logs an error after.)
+        seen.push(format!(
+            "exec -t: {} {:?}",
+            o.code,
+            clean_tty(&o).lines().next().unwrap_or("")
+        ));
+    }
     c.ok(&["task", "kill", id]);
     wait_status(c, id, "STOPPED");
     seen.push("stopped after SIGTERM".to_string());
@@ -543,6 +604,68 @@ fn detached(c: &Containerd, rt: &str, id: &str) -> Vec<String> {
     assert!(task_row(c, id).is_none(), "{rt}: task {id} still listed");
     c.ok(&["container", "rm", id]);
     seen
+}
+
+fn has_script() -> bool {
+    Command::new("script").arg("--version").output().is_ok()
+}
+
+/// A terminal's output: what script's pty echoes of its own stdin's end
+/// ("^@") comes and goes with timing, and lines end in CR LF.
+fn clean_tty(o: &Outcome) -> String {
+    o.stdout_str().replace("^@", "").replace('\r', "")
+}
+
+/// Kills the shim of a running detached task: containerd notices, runs
+/// the shim's `delete` action, and nothing of the sandbox is left.
+fn shim_killed(c: &Containerd, rt: &str, id: &str) {
+    c.ok(&[
+        "run",
+        "-d",
+        "--snapshotter",
+        c.snapshotter,
+        "--runtime",
+        rt,
+        IMAGE,
+        id,
+        "sleep",
+        "1000",
+    ]);
+    wait_status(c, id, "RUNNING");
+    let shim_args = format!("-id {id} ");
+    let sandbox = |c: &Containerd| {
+        c.processes()
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(id) && !cmd.contains("containerd-shim"))
+            .collect::<Vec<_>>()
+    };
+    assert!(!sandbox(c).is_empty(), "no sandbox process for {id}");
+    let shims: Vec<i32> = c
+        .processes()
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("containerd-shim-runsc-v1") && cmd.contains(&shim_args))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(shims.len(), 1, "the shim of {id}: {shims:?}");
+    // SAFETY: kill(2) of the shim our containerd started for this task.
+    unsafe {
+        libc::kill(shims[0], libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let gone = task_row(c, id).is_none();
+        let left = sandbox(c);
+        if gone && left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after its shim died, task {id} listed: {}, sandbox left: {left:?}",
+            !gone
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.ok(&["container", "rm", id]);
 }
 
 #[test]
@@ -559,20 +682,43 @@ fn containerd_with_the_runsc_shim() {
 
     let o = same(&c, shim, "echo", &["echo", "hi"], None);
     assert_eq!(o.stdout_str(), "hi\n");
-    let o = same(&c, shim, "exit code", &["sh", "-c", "echo out; echo err >&2; exit 3"], None);
+    let o = same(
+        &c,
+        shim,
+        "exit code",
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        None,
+    );
     assert_eq!(o.code, 3);
     assert!(o.stderr_str().contains("err"), "stderr: {o:?}");
     // Piped stdin reaches the task and so does its end (runc's shim keeps
     // the task waiting for a CloseIO that `ctr run` never sends: ours only).
-    let o = c.run(shim, "rs-stdin", &[], &["sh", "-c", "cat; echo done"], Some(b"piped\n"));
-    assert_eq!((o.code, o.stdout_str().as_str()), (0, "piped\ndone\n"), "stdin: {o:?}");
+    let o = c.run(
+        shim,
+        "rs-stdin",
+        &[],
+        &["sh", "-c", "cat; echo done"],
+        Some(b"piped\n"),
+    );
+    assert_eq!(
+        (o.code, o.stdout_str().as_str()),
+        (0, "piped\ndone\n"),
+        "stdin: {o:?}"
+    );
 
     let ours = detached(&c, shim, "rs-detached");
     let runc = detached(&c, RUNC_SHIM, "rc-detached");
-    assert_eq!(ours, runc, "detached task: runsc shim (left) and runc shim (right) differ");
+    assert_eq!(
+        ours, runc,
+        "detached task: runsc shim (left) and runc shim (right) differ"
+    );
+
+    // A shim that dies (SIGKILL): containerd runs `SHIM delete`, which
+    // must end the sandbox; the task is gone from `task ls`.
+    shim_killed(&c, shim, "rs-shimdies");
 
     // A terminal (ctr run -t) under `script`'s pty, if script is there.
-    if Command::new("script").arg("--version").output().is_ok() {
+    if has_script() {
         let cmd = |rt: &str, id: &str| {
             vec![
                 "run".to_string(),
@@ -593,11 +739,16 @@ fn containerd_with_the_runsc_shim() {
         let a = c.run_tty(shim, &a.iter().map(String::as_str).collect::<Vec<_>>());
         let b = cmd(RUNC_SHIM, "rc-tty");
         let b = c.run_tty(RUNC_SHIM, &b.iter().map(String::as_str).collect::<Vec<_>>());
-        // What script's pty echoes of its own stdin's end ("^@") comes
-        // and goes with timing: not the task's output.
-        let clean = |o: &Outcome| o.stdout_str().replace("^@", "").replace('\r', "");
-        assert_eq!((a.code, clean(&a)), (4, "tty\n".to_string()), "ctr run -t: {a:?}");
-        assert_eq!((a.code, clean(&a)), (b.code, clean(&b)), "ctr run -t");
+        assert_eq!(
+            (a.code, clean_tty(&a)),
+            (4, "tty\n".to_string()),
+            "ctr run -t: {a:?}"
+        );
+        assert_eq!(
+            (a.code, clean_tty(&a)),
+            (b.code, clean_tty(&b)),
+            "ctr run -t"
+        );
     } else {
         eprintln!("no `script`: ctr run -t is not tested");
     }
@@ -615,5 +766,9 @@ fn containerd_with_the_runsc_shim() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(leftover.is_empty(), "runsc state left in {}: {leftover:?}", state.display());
+    assert!(
+        leftover.is_empty(),
+        "runsc state left in {}: {leftover:?}",
+        state.display()
+    );
 }

@@ -13,7 +13,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The fifo paths containerd gave for one process.
@@ -25,9 +25,54 @@ pub struct StdioPaths {
     pub terminal: bool,
 }
 
+/// Counts a process's output copiers still running, so that Delete can
+/// wait for its output to reach containerd (containerd cancels the fifos
+/// once Delete returns, as it does with runc's shim).
+#[derive(Clone, Default)]
+pub struct OutputDone(Arc<(Mutex<usize>, Condvar)>);
+
+/// One running copier; dropping it counts it done.
+struct Copier(OutputDone);
+
+impl OutputDone {
+    fn start(&self) -> Copier {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Copier(self.clone())
+    }
+
+    /// Waits until every copier ended, or `limit` passed: whether they did.
+    pub fn wait(&self, limit: Duration) -> bool {
+        let (m, cv) = &*self.0;
+        let deadline = Instant::now() + limit;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = cv
+                .wait_timeout(n, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl Drop for Copier {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.0 .0;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        cv.notify_all();
+    }
+}
+
 /// The shim's side of a running process's stdio.
 #[derive(Default)]
 pub struct ProcIo {
+    /// The output copiers.
+    pub output: OutputDone,
     /// Where the stdin copier writes (pipe or pty master); None once
     /// closed (CloseIO, or the stdin fifo's end).
     stdin: Arc<Mutex<Option<File>>>,
@@ -81,12 +126,12 @@ pub fn pipes(p: &StdioPaths) -> Result<(ChildStdio, ProcIo), Error> {
     if !p.stdout.is_empty() {
         let (r, w) = pipe()?;
         child.stdout = Stdio::from(w);
-        copy_out(File::from(r), PathBuf::from(&p.stdout));
+        copy_out(File::from(r), PathBuf::from(&p.stdout), io.output.start());
     }
     if !p.stderr.is_empty() {
         let (r, w) = pipe()?;
         child.stderr = Stdio::from(w);
-        copy_out(File::from(r), PathBuf::from(&p.stderr));
+        copy_out(File::from(r), PathBuf::from(&p.stderr), io.output.start());
     }
     Ok((child, io))
 }
@@ -123,7 +168,11 @@ impl ConsoleSocket {
             copy_stdin(PathBuf::from(&p.stdin), io.stdin.clone());
         }
         if !p.stdout.is_empty() {
-            copy_out(File::from(master.try_clone()?), PathBuf::from(&p.stdout));
+            copy_out(
+                File::from(master.try_clone()?),
+                PathBuf::from(&p.stdout),
+                io.output.start(),
+            );
         }
         Ok(ProcIo {
             console: Some(master),
@@ -227,10 +276,11 @@ fn copy_stdin(fifo: PathBuf, dst: Arc<Mutex<Option<File>>>) {
 }
 
 /// Copies `src` (the container's output) into the fifo until it ends.
-fn copy_out(mut src: File, fifo: PathBuf) {
+fn copy_out(mut src: File, fifo: PathBuf, done: Copier) {
     let r = std::thread::Builder::new()
         .name("output".into())
         .spawn(move || {
+            let _done = done;
             // Blocks until containerd's side has it open for reading
             // (containerd opens it before it creates the task).
             let mut dst = match OpenOptions::new().write(true).open(&fifo) {
@@ -243,13 +293,19 @@ fn copy_out(mut src: File, fifo: PathBuf) {
                 }
             };
             let mut buf = vec![0u8; 32 * 1024];
+            let mut total = 0usize;
             loop {
                 // A pty master reads EIO once the terminal's last user is
                 // gone: the end, like a pipe's EOF.
                 let n = match src.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
+                    Err(e) => {
+                        tracing::debug!("output {}: {total} bytes, then {e}", fifo.display());
+                        break;
+                    }
                     Ok(n) => n,
                 };
+                total += n;
                 if dst.write_all(&buf[..n]).is_err() {
                     // containerd's reader went away: drain and drop.
                     let _ = std::io::copy(&mut src, &mut std::io::sink());

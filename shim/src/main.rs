@@ -42,7 +42,10 @@ fn main() {
         }
     };
     if flags.version {
-        println!("{RUNTIME_ID} (containerd-shim-runsc-v1) {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "{RUNTIME_ID} (containerd-shim-runsc-v1) {}",
+            env!("CARGO_PKG_VERSION")
+        );
         return;
     }
     init_logging(&flags);
@@ -90,7 +93,12 @@ fn write_stdout(bytes: &[u8]) -> Result<(), String> {
 /// no stderr; containerd 1.x takes `start`'s stderr as part of its reply),
 /// else to stderr (`delete`, whose stderr containerd reports).
 fn init_logging(flags: &Flags) {
-    let level = if flags.debug { "debug" } else { "info" };
+    // `delete`'s stderr shows up as containerd's "cleanup warnings".
+    let level = match (flags.debug, flags.action.as_str()) {
+        (true, _) => "debug",
+        (false, "delete") => "warn",
+        (false, _) => "info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNSC_SHIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
@@ -161,8 +169,7 @@ fn reap_children() -> Result<(), String> {
                     continue;
                 }
                 loop {
-                    let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
-                    {
+                    let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                         Ok(WaitStatus::Exited(pid, code)) => (pid, code),
                         Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
                         Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,

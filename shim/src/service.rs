@@ -24,10 +24,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Exits of children we did not know yet (runsc commands, or a process
 /// whose pid file we have not read yet), newest last.
 const UNCLAIMED_MAX: usize = 256;
+/// How long Delete waits for an exited process's output to drain.
+const OUTPUT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
@@ -426,6 +429,25 @@ impl Service {
     }
 
     fn delete_impl(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse, Error> {
+        // The process's output first reaches containerd, which closes its
+        // fifos once we answer (runc's shim waits likewise).
+        let output = {
+            let mut st = self.lock();
+            let p = st.container(&req.id)?.proc_mut(&req.exec_id)?;
+            match p.status {
+                Status::Stopped => p.io.as_ref().map(|io| io.output.clone()),
+                _ => None,
+            }
+        };
+        if let Some(o) = output {
+            if !o.wait(OUTPUT_WAIT) {
+                tracing::warn!(
+                    "{} {:?}: output still open after {OUTPUT_WAIT:?}",
+                    req.id,
+                    req.exec_id
+                );
+            }
+        }
         let mut st = self.lock();
         let c = st.container(&req.id)?;
         if !req.exec_id.is_empty() {
