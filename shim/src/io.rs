@@ -124,14 +124,16 @@ pub fn pipes(p: &StdioPaths) -> Result<(ChildStdio, ProcIo), Error> {
         copy_stdin(PathBuf::from(&p.stdin), io.stdin.clone());
     }
     if !p.stdout.is_empty() {
+        let dst = open_output(&p.stdout)?;
         let (r, w) = pipe()?;
         child.stdout = Stdio::from(w);
-        copy_out(File::from(r), PathBuf::from(&p.stdout), io.output.start());
+        copy_out(File::from(r), dst, &p.stdout, io.output.start());
     }
     if !p.stderr.is_empty() {
+        let dst = open_output(&p.stderr)?;
         let (r, w) = pipe()?;
         child.stderr = Stdio::from(w);
-        copy_out(File::from(r), PathBuf::from(&p.stderr), io.output.start());
+        copy_out(File::from(r), dst, &p.stderr, io.output.start());
     }
     Ok((child, io))
 }
@@ -140,11 +142,17 @@ pub fn pipes(p: &StdioPaths) -> Result<(ChildStdio, ProcIo), Error> {
 pub struct ConsoleSocket {
     pub path: PathBuf,
     listener: UnixListener,
+    /// The stdout fifo, opened before runsc runs.
+    stdout: Option<File>,
 }
 
 impl ConsoleSocket {
     /// A new socket under /tmp (a bundle path may be too long for a socket).
-    pub fn new() -> Result<ConsoleSocket, Error> {
+    pub fn new(p: &StdioPaths) -> Result<ConsoleSocket, Error> {
+        let stdout = match p.stdout.as_str() {
+            "" => None,
+            path => Some(open_output(path)?),
+        };
         static N: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
             "runsc-shim-pty-{}-{}.sock",
@@ -154,12 +162,16 @@ impl ConsoleSocket {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)
             .map_err(|e| Error::Internal(format!("console socket {}: {e}", path.display())))?;
-        Ok(ConsoleSocket { path, listener })
+        Ok(ConsoleSocket {
+            path,
+            listener,
+            stdout,
+        })
     }
 
     /// After runsc returned: takes the pty master it sent and starts the
     /// copiers between it and the fifos.
-    pub fn finish(self, p: &StdioPaths) -> Result<ProcIo, Error> {
+    pub fn finish(mut self, p: &StdioPaths) -> Result<ProcIo, Error> {
         let master = self.receive()?;
         let io = ProcIo::default();
         if !p.stdin.is_empty() {
@@ -167,10 +179,11 @@ impl ConsoleSocket {
                 Some(File::from(master.try_clone()?));
             copy_stdin(PathBuf::from(&p.stdin), io.stdin.clone());
         }
-        if !p.stdout.is_empty() {
+        if let Some(dst) = self.stdout.take() {
             copy_out(
                 File::from(master.try_clone()?),
-                PathBuf::from(&p.stdout),
+                dst,
+                &p.stdout,
                 io.output.start(),
             );
         }
@@ -276,29 +289,49 @@ fn copy_stdin(fifo: PathBuf, dst: Arc<Mutex<Option<File>>>) {
 }
 
 /// Copies `src` (the container's output) into the fifo until it ends.
-fn copy_out(mut src: File, fifo: PathBuf, done: Copier) {
+/// Opens an output fifo for writing before the process exists, as runc's
+/// shim does: containerd's reader is opening it meanwhile, and a client
+/// (ctr) cancels a reader still opening once the task has exited, which
+/// would lose the output. Bounded: a reader that never comes fails it.
+fn open_output(path: &str) -> Result<File, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = PathBuf::from(path);
+    std::thread::Builder::new()
+        .name("fifo-open".into())
+        .spawn(move || {
+            // Blocks until containerd's side has it open for reading. If
+            // we gave up meanwhile, the file is just dropped.
+            let _ = tx.send(OpenOptions::new().write(true).open(&p));
+        })
+        .map_err(|e| Error::Internal(format!("opening {path}: {e}")))?;
+    match rx.recv_timeout(FIFO_OPEN_TIMEOUT) {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(e)) => Err(Error::Internal(format!("opening {path}: {e}"))),
+        Err(_) => Err(Error::Internal(format!(
+            "opening {path}: nobody reads it after {FIFO_OPEN_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// How long containerd's reader of an output fifo may take to appear.
+const FIFO_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn copy_out(mut src: File, mut dst: File, fifo: &str, done: Copier) {
+    let fifo = PathBuf::from(fifo);
     let r = std::thread::Builder::new()
         .name("output".into())
         .spawn(move || {
             let _done = done;
-            // Blocks until containerd's side has it open for reading
-            // (containerd opens it before it creates the task).
-            let mut dst = match OpenOptions::new().write(true).open(&fifo) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!("output {}: {e}", fifo.display());
-                    // Keep draining so the container never blocks on output.
-                    let _ = std::io::copy(&mut src, &mut std::io::sink());
-                    return;
-                }
-            };
             let mut buf = vec![0u8; 32 * 1024];
             let mut total = 0usize;
             loop {
                 // A pty master reads EIO once the terminal's last user is
                 // gone: the end, like a pipe's EOF.
                 let n = match src.read(&mut buf) {
-                    Ok(0) => break,
+                    Ok(0) => {
+                        tracing::debug!("output {}: {total} bytes, then EOF", fifo.display());
+                        break;
+                    }
                     Err(e) => {
                         tracing::debug!("output {}: {total} bytes, then {e}", fifo.display());
                         break;
@@ -306,8 +339,9 @@ fn copy_out(mut src: File, fifo: PathBuf, done: Copier) {
                     Ok(n) => n,
                 };
                 total += n;
-                if dst.write_all(&buf[..n]).is_err() {
+                if let Err(e) = dst.write_all(&buf[..n]) {
                     // containerd's reader went away: drain and drop.
+                    tracing::warn!("output {}: {e}: output dropped", fifo.display());
                     let _ = std::io::copy(&mut src, &mut std::io::sink());
                     break;
                 }

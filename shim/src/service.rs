@@ -31,6 +31,9 @@ use std::time::Duration;
 const UNCLAIMED_MAX: usize = 256;
 /// How long Delete waits for an exited process's output to drain.
 const OUTPUT_WAIT: Duration = Duration::from_secs(10);
+/// How long an exit waits for its output before it is reported anyway (a
+/// background process may keep the output open).
+const EXIT_OUTPUT_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
@@ -65,6 +68,9 @@ struct Proc {
     io: Option<ProcIo>,
     /// An exec's process.json.
     spec: Option<PathBuf>,
+    /// Reaped, its exit not yet reported (output still draining): its pid
+    /// must not be signalled any more.
+    reaped: bool,
 }
 
 impl Proc {
@@ -78,6 +84,7 @@ impl Proc {
             stdio,
             io: None,
             spec: None,
+            reaped: false,
         }
     }
 }
@@ -215,16 +222,49 @@ impl Service {
             .chain(c.execs.values_mut())
             .find(|p| p.pid == pid && p.status != Status::Stopped);
         match found {
-            Some(p) => {
-                tracing::info!(
-                    "container {cid} process {:?} (pid {pid}) exited with {code}",
-                    p.exec_id
-                );
-                let ev = exited(&cid, p, code);
-                self.publish(ev);
-                self.inner.changed.notify_all();
-            }
+            Some(p) => self.reaped(&cid, p, code),
             None => push_unclaimed(&mut st.unclaimed, pid, code),
+        }
+    }
+
+    /// The process was reaped with `code`. Its exit is made known (state,
+    /// Wait, TaskExit) once its output has drained into containerd's
+    /// fifos, or after EXIT_OUTPUT_WAIT: a client (ctr) stops reading
+    /// output it had not fully set up when it learns of the exit.
+    fn reaped(&self, cid: &str, p: &mut Proc, code: i32) {
+        tracing::info!(
+            "container {cid} process {:?} (pid {}) exited with {code}",
+            p.exec_id,
+            p.pid
+        );
+        p.reaped = true;
+        let output = p.io.as_ref().map(|io| io.output.clone());
+        let (cid, exec_id, pid) = (cid.to_string(), p.exec_id.clone(), p.pid);
+        let svc = self.clone();
+        let finish = move || {
+            if let Some(o) = output {
+                if !o.wait(EXIT_OUTPUT_WAIT) {
+                    tracing::info!("{cid} {exec_id:?}: exit reported with output still open");
+                }
+            }
+            let mut st = svc.lock();
+            let Some(c) = st.container.as_mut().filter(|c| c.id == cid) else {
+                return;
+            };
+            let Ok(p) = c.proc_mut(&exec_id) else { return };
+            if p.pid != pid || p.status == Status::Stopped {
+                return;
+            }
+            let ev = exited(&cid, p, code);
+            svc.publish(ev);
+            svc.inner.changed.notify_all();
+        };
+        // Not under the state lock (ours is held): a thread of its own.
+        if let Err(e) = std::thread::Builder::new()
+            .name("exit".into())
+            .spawn(finish)
+        {
+            tracing::error!("starting an exit thread: {e}: exit of {pid} not reported");
         }
     }
 
@@ -238,9 +278,7 @@ impl Service {
         let p = c.proc_mut(exec_id)?;
         p.pid = pid;
         if let Some(code) = code {
-            let ev = exited(&cid, p, code);
-            self.publish(ev);
-            self.inner.changed.notify_all();
+            self.reaped(&cid, p, code);
         }
         Ok(())
     }
@@ -289,7 +327,7 @@ impl Service {
             args.push("--pid-file".into());
             args.push(pid_file.clone().into());
             if stdio.terminal {
-                let console = ConsoleSocket::new()?;
+                let console = ConsoleSocket::new(&stdio)?;
                 args.push("--console-socket".into());
                 args.push(console.path.clone().into());
                 args.push(req.id.clone().into());
@@ -399,7 +437,7 @@ impl Service {
         args.push(pid_file.clone().into());
         let stdio = p.stdio.clone();
         let pio = if stdio.terminal {
-            let console = ConsoleSocket::new()?;
+            let console = ConsoleSocket::new(&stdio)?;
             args.push("--console-socket".into());
             args.push(console.path.clone().into());
             args.push(req.id.clone().into());
@@ -547,7 +585,7 @@ impl Service {
         let c = st.container(&req.id)?;
         let runsc = c.runsc.clone();
         let p = c.proc_mut(&req.exec_id)?;
-        if p.status == Status::Stopped {
+        if p.status == Status::Stopped || p.reaped {
             return Err(Error::NotFound("process already finished".into()));
         }
         let sig = i32::try_from(req.signal)
