@@ -653,16 +653,23 @@ fn shim_killed(c: &Containerd, rt: &str, id: &str) {
             .collect::<Vec<_>>()
     };
     assert!(!sandbox(c).is_empty(), "no sandbox process for {id}");
-    let shims: Vec<i32> = c
+    let shims: Vec<(i32, String)> = c
         .processes()
         .into_iter()
         .filter(|(_, cmd)| cmd.contains("containerd-shim-runsc-v1") && cmd.contains(&shim_args))
-        .map(|(pid, _)| pid)
         .collect();
     assert_eq!(shims.len(), 1, "the shim of {id}: {shims:?}");
+    let socket = shims[0]
+        .1
+        .split_whitespace()
+        .skip_while(|a| *a != "-socket")
+        .nth(1)
+        .map(|a| PathBuf::from(a.trim_start_matches("unix://")))
+        .expect("the shim's -socket");
+    assert!(socket.exists(), "{}", socket.display());
     // SAFETY: kill(2) of the shim our containerd started for this task.
     unsafe {
-        libc::kill(shims[0], libc::SIGKILL);
+        libc::kill(shims[0].0, libc::SIGKILL);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -678,6 +685,12 @@ fn shim_killed(c: &Containerd, rt: &str, id: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Its socket too (the shim's `delete` removes it).
+    assert!(
+        !socket.exists(),
+        "dead shim's socket left: {}",
+        socket.display()
+    );
     c.ok(&["container", "rm", id]);
 }
 

@@ -234,6 +234,17 @@ fn delete(flags: &Flags) -> Result<DeleteResponse, String> {
     if rootfs.exists() {
         service::unmount(&rootfs);
     }
+    // The dead shim's socket (`start` wrote its address into the bundle).
+    if let Ok(addr) = std::fs::read_to_string(bundle.join("address")) {
+        let path = addr.trim();
+        let path = path.strip_prefix("unix://").unwrap_or(path);
+        let is_socket = std::fs::symlink_metadata(path)
+            .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            .unwrap_or(false);
+        if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     Ok(DeleteResponse {
         exit_status: 128 + libc::SIGKILL as u32,
         exited_at: MessageField::some(Timestamp::now()),
