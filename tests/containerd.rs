@@ -675,22 +675,20 @@ fn shim_killed(c: &Containerd, rt: &str, id: &str) {
     loop {
         let gone = task_row(c, id).is_none();
         let left = sandbox(c);
-        if gone && left.is_empty() {
+        // Its socket too (the shim's `delete` removes it).
+        let socket_left = socket.exists();
+        if gone && left.is_empty() && !socket_left {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "after its shim died, task {id} listed: {}, sandbox left: {left:?}",
-            !gone
+            "after its shim died, task {id} listed: {}, sandbox left: {left:?}, \
+             socket {} left: {socket_left}",
+            !gone,
+            socket.display()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Its socket too (the shim's `delete` removes it).
-    assert!(
-        !socket.exists(),
-        "dead shim's socket left: {}",
-        socket.display()
-    );
     c.ok(&["container", "rm", id]);
 }
 
@@ -717,6 +715,14 @@ fn containerd_with_the_runsc_shim() {
     );
     assert_eq!(o.code, 3);
     assert!(o.stderr_str().contains("err"), "stderr: {o:?}");
+    // A command the image lacks: the task is not created, ctr says why.
+    let a = c.run(shim, "rs-missing", &[], &["/nonexistent"], None);
+    let b = c.run(RUNC_SHIM, "rc-missing", &[], &["/nonexistent"], None);
+    assert!(a.code != 0 && b.code != 0, "missing command:\n{a:?}\n{b:?}");
+    assert!(
+        a.stderr_str().contains("/nonexistent"),
+        "missing command: {a:?}"
+    );
     // Piped stdin reaches the task and so does its end (runc's shim keeps
     // the task waiting for a CloseIO that `ctr run` never sends: ours only).
     let o = c.run(

@@ -331,12 +331,12 @@ impl Service {
                 args.push("--console-socket".into());
                 args.push(console.path.clone().into());
                 args.push(req.id.clone().into());
-                runsc.run(&args, ChildStdio::null())?;
+                runsc.run(&args, ChildStdio::null()).map_err(failed)?;
                 console.finish(&stdio)
             } else {
                 let (child, pio) = io::pipes(&stdio)?;
                 args.push(req.id.clone().into());
-                runsc.run(&args, child)?;
+                runsc.run(&args, child).map_err(failed)?;
                 Ok(pio)
             }
         })();
@@ -394,7 +394,8 @@ impl Service {
                 )));
             }
             c.runsc
-                .run(&["start".into(), req.id.clone().into()], ChildStdio::null())?;
+                .run(&["start".into(), req.id.clone().into()], ChildStdio::null())
+                .map_err(failed)?;
             if c.init.status == Status::Created {
                 c.init.status = Status::Running;
             }
@@ -441,12 +442,12 @@ impl Service {
             args.push("--console-socket".into());
             args.push(console.path.clone().into());
             args.push(req.id.clone().into());
-            runsc.run(&args, ChildStdio::null())?;
+            runsc.run(&args, ChildStdio::null()).map_err(failed)?;
             console.finish(&stdio)?
         } else {
             let (child, pio) = io::pipes(&stdio)?;
             args.push(req.id.clone().into());
-            runsc.run(&args, child)?;
+            runsc.run(&args, child).map_err(failed)?;
             pio
         };
         let pid = read_pid(&pid_file)?;
@@ -762,6 +763,15 @@ impl Service {
         let c = st.container(id)?;
         let p = c.proc_mut(exec_id)?;
         p.io.as_ref().map(f).transpose()
+    }
+}
+
+/// A process that could not be created or started: whatever runsc said,
+/// not a missing task (NotFound means that to containerd).
+fn failed(e: Error) -> Error {
+    match e {
+        Error::NotFound(m) => Error::Internal(m),
+        e => e,
     }
 }
 
