@@ -107,6 +107,12 @@ impl Containerd {
         );
         let cfg = base.join("config.toml");
         std::fs::write(&cfg, config).map_err(|e| e.to_string())?;
+        let shim_dir = shim_bin().parent().ok_or("the shim has no directory")?;
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| SANDBOX_PATH.to_string())
+        );
         let log = std::fs::File::create(base.join("containerd.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(CONTAINERD)
@@ -114,6 +120,8 @@ impl Containerd {
             .arg(&cfg)
             // The shim finds runsc by this (also when RUNSC_BIN moved it).
             .env("RUNSC_BINARY", runsc_bin())
+            // And containerd finds the shim for io.containerd.runsc.v1.
+            .env("PATH", path)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -704,7 +712,8 @@ fn containerd_with_the_runsc_shim() {
     c.ok(&["image", "import", "--snapshotter", c.snapshotter, &img]);
     assert!(c.ok(&["image", "ls", "-q"]).contains(IMAGE));
 
-    let o = same(&c, shim, "echo", &["echo", "hi"], None);
+    // By runtime type: containerd finds containerd-shim-runsc-v1 on PATH.
+    let o = same(&c, "io.containerd.runsc.v1", "echo", &["echo", "hi"], None);
     assert_eq!(o.stdout_str(), "hi\n");
     let o = same(
         &c,
