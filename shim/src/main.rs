@@ -290,7 +290,12 @@ fn serve(flags: &Flags) -> Result<(), String> {
         }
         Err(e) => return Err(format!("{path}: {e}")),
     };
+    // Wait blocks a worker until its process exits (containerd waits on
+    // the task and on every exec at once): room for many.
     let mut server = Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(4)
+        .set_thread_count_max(256)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| e.to_string())?
         .register_service(v3)
