@@ -2,9 +2,11 @@
 //! `io.containerd.runsc.v1`): the test starts its own containerd (Debian's,
 //! its root, state and sockets under a temporary directory, CRI off),
 //! imports a busybox OCI image built from the host's static busybox, and
-//! checks what `ctr` users do (run, exit codes, stdin, -t, -d with task
-//! ls/exec/ps/pause/resume/kill/delete) against containerd's runc shim
-//! (io.containerd.runc.v2) doing the same.
+//! checks what `ctr` users do (run by runtime type and by path, exit
+//! codes, a missing command, stdin, -t, -d with task ls/exec/exec -t/ps/
+//! metrics/pause/resume/kill/delete) against containerd's runc shim
+//! (io.containerd.runc.v2) doing the same, and that a shim killed under a
+//! running task leaves no sandbox (containerd runs the shim's `delete`).
 //!
 //! One #[test] with sub-steps: the containerd is shared and stopped at the
 //! end (also on failure), every task is killed and deleted first, and no
