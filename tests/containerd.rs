@@ -571,6 +571,40 @@ fn detached(c: &Containerd, rt: &str, id: &str) -> Vec<String> {
         "{rt}: task ps lacks the task's pid {pid}:\n{ps}"
     );
     seen.push("ps lists the task's pid".to_string());
+    // SIGKILL to one exec'd process (ctr task kill --exec-id): it ends,
+    // the task goes on.
+    c.ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "long",
+        id,
+        "sleep",
+        "999",
+    ]);
+    let count = "ps -o pid,args | grep -c '[s]leep 999'";
+    let o = c.ctr(
+        &["task", "exec", "--exec-id", "c1", id, "sh", "-c", count],
+        None,
+    );
+    seen.push(format!("long exec running: {:?}", o.stdout_str().trim()));
+    c.ok(&["task", "kill", "--exec-id", "long", "-s", "SIGKILL", id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    let left = loop {
+        n += 1;
+        let exec_id = format!("c2-{n}");
+        let o = c.ctr(
+            &["task", "exec", "--exec-id", &exec_id, id, "sh", "-c", count],
+            None,
+        );
+        if o.stdout_str().trim() == "0" || Instant::now() > deadline {
+            break o.stdout_str().trim().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    seen.push(format!("long exec after SIGKILL: {left:?}"));
     let m = c.ok(&["task", "metrics", id]);
     seen.push(format!(
         "metrics: memory {} cpu {} pids {}",

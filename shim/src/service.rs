@@ -71,6 +71,8 @@ struct Proc {
     /// Reaped, its exit not yet reported (output still draining): its pid
     /// must not be signalled any more.
     reaped: bool,
+    /// An exec's pid in the sandbox (its exec-wait helper's `--pid`).
+    guest_pid: Option<i32>,
 }
 
 impl Proc {
@@ -85,6 +87,7 @@ impl Proc {
             io: None,
             spec: None,
             reaped: false,
+            guest_pid: None,
         }
     }
 }
@@ -452,6 +455,7 @@ impl Service {
         };
         let pid = read_pid(&pid_file)?;
         let _ = std::fs::remove_file(&pid_file);
+        p.guest_pid = exec_wait_guest_pid(pid);
         p.io = Some(pio);
         p.status = Status::Running;
         self.started(&mut st, &req.exec_id, pid)?;
@@ -606,8 +610,19 @@ impl Service {
                 req.exec_id
             )));
         }
-        // The exec-wait helper forwards what it gets to the guest process
-        // (all but SIGKILL and SIGSTOP, which end or stop the helper).
+        // Straight to the guest process through the sandbox's control
+        // socket (SIGKILL and SIGSTOP cannot go through the helper).
+        if let Some(gp) = p.guest_pid {
+            match signal_guest(&runsc, &req.id, gp, sig) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::info!(
+                    "signal {sig} to exec {} (guest pid {gp}): {e}; signalling its helper",
+                    req.exec_id
+                ),
+            }
+        }
+        // Else the exec-wait helper forwards what it gets to the guest
+        // process (all but SIGKILL and SIGSTOP, which end or stop it).
         // SAFETY: kill(2) of our own child, not yet reaped (not Stopped).
         if unsafe { libc::kill(p.pid, sig) } < 0 {
             return Err(Error::Internal(format!(
@@ -764,6 +779,29 @@ impl Service {
         let p = c.proc_mut(exec_id)?;
         p.io.as_ref().map(f).transpose()
     }
+}
+
+/// The guest pid an exec-wait helper waits for (`runsc ... exec-wait
+/// --pid N ID`), from its command line.
+fn exec_wait_guest_pid(helper: i32) -> Option<i32> {
+    let cmdline = std::fs::read(format!("/proc/{helper}/cmdline")).ok()?;
+    let mut args = cmdline.split(|b| *b == 0);
+    args.by_ref().find(|a| *a == b"--pid")?;
+    std::str::from_utf8(args.next()?).ok()?.parse().ok()
+}
+
+/// Sends `sig` to guest process `pid` of container `id`.
+fn signal_guest(runsc: &Runsc, id: &str, pid: i32, sig: i32) -> Result<(), Error> {
+    use runsc_cli::oci::control::{self, Request};
+    let dir = runsc_cli::oci::state::ContainerDir::new(&runsc.root, id)
+        .map_err(|e| Error::InvalidArgument(format!("{e:#}")))?;
+    control::call(
+        &dir.control_socket(),
+        &Request::SignalProcess { pid, signal: sig },
+        Some(Duration::from_secs(10)),
+    )
+    .map(|_| ())
+    .map_err(|e| Error::Internal(format!("{e:#}")))
 }
 
 /// A process that could not be created or started: whatever runsc said,
