@@ -232,6 +232,30 @@ fn may_signal(t: &CurrentTask, ts: &crate::kernel::TaskSet, tgid: i32, sig: i32)
         .any(|u| *u == c.ruid || *u == c.suid)
 }
 
+/// The sandbox's init is protected from its own namespace (SIGNAL_UNKILLABLE):
+/// a signal sent by a guest process to PID 1 is dropped when PID 1 has no
+/// handler for it, and SIGKILL and SIGSTOP always are. Signals from outside
+/// (`runsc kill`) and faults still reach it.
+/// A signal PID 1 blocks is kept (its handler may change before it is
+/// unblocked), as Linux's sig_ignored does.
+fn init_ignores(t: &CurrentTask, tg: &crate::kernel::task::ThreadGroup, sig: i32) -> bool {
+    if tg.tgid != 1 {
+        return false;
+    }
+    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return true;
+    }
+    if tg.action(sig).handler != crate::kernel::signal::SIG_DFL {
+        return false;
+    }
+    let leader = t.kernel.ts().tasks.get(&1).cloned();
+    let blocked = leader.is_some_and(|l| {
+        let s = lock(&l.sig);
+        (s.mask | s.saved_mask.unwrap_or(0)) & crate::kernel::signal::bit(sig) != 0
+    });
+    !blocked
+}
+
 pub fn kill(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let pid = a[0] as i32;
     let sig = a[1] as i32;
@@ -285,7 +309,9 @@ pub fn kill(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     }
     if sig != 0 {
         for tg in targets {
-            k.send_to_group(&tg, sender_info(t, sig, SI_USER));
+            if !init_ignores(t, &tg, sig) {
+                k.send_to_group(&tg, sender_info(t, sig, SI_USER));
+            }
         }
     }
     Ok(0)
@@ -307,7 +333,7 @@ fn send_thread(t: &CurrentTask, tgid: Option<i32>, tid: i32, sig: i32) -> KResul
     if !may_signal(t, &t.kernel.ts(), target.tgid(), sig) {
         return Err(Errno::EPERM);
     }
-    if sig != 0 {
+    if sig != 0 && !init_ignores(t, &target.tg, sig) {
         t.kernel
             .send_to_task(&target, sender_info(t, sig, SI_TKILL));
     }
@@ -338,7 +364,9 @@ pub fn rt_sigqueueinfo(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         .get(&(a[0] as i32))
         .map(|e| e.tg.clone())
         .ok_or(Errno::ESRCH)?;
-    t.kernel.send_to_group(&tg, info);
+    if !init_ignores(t, &tg, sig) {
+        t.kernel.send_to_group(&tg, info);
+    }
     Ok(0)
 }
 
