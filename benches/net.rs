@@ -350,6 +350,8 @@ impl Drop for NetNs {
 /// namespace `netns`, and a state root for `runsc run`; removed on drop.
 struct Bundle {
     dir: PathBuf,
+    runsc: PathBuf,
+    id: String,
 }
 
 impl Bundle {
@@ -357,7 +359,11 @@ impl Bundle {
         let dir = std::env::temp_dir().join(format!("net-bench-bundle-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state")).map_err(|e| e.to_string())?;
-        let b = Bundle { dir };
+        let b = Bundle {
+            dir,
+            runsc: runsc.clone(),
+            id: format!("nb{}", std::process::id()),
+        };
         let o = Command::new(runsc)
             .args(["spec", "--bundle"])
             .arg(&b.dir)
@@ -386,7 +392,16 @@ impl Bundle {
 }
 
 impl Drop for Bundle {
+    /// A run cut short (a failed connect kills `runsc run`) must not leave
+    /// its sandbox behind.
     fn drop(&mut self) {
+        let _ = Command::new(&self.runsc)
+            .arg("--root")
+            .arg(self.dir.join("state"))
+            .args(["delete", "--force", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -418,7 +433,7 @@ fn netns_server(
         .arg(format!("--network={}", mode.name()))
         .args(["run", "--bundle"])
         .arg(&b.dir)
-        .arg(format!("nb{}", std::process::id()));
+        .arg(&b.id);
     Ok((c, Some(b)))
 }
 
