@@ -244,10 +244,19 @@ fn run_propagates_exit_code_and_cleans_up() {
     assert_eq!(o.stdout_str(), "out\n", "{o:?}");
     assert!(o.stderr_str().contains("err\n"), "{o:?}");
     assert!(!b.state_root().join("r1").exists(), "run left its state");
-    // A signal death is 128+N.
-    b.set_script("kill -9 $$", |_| {});
+    // PID 1 is the container's init: its own SIGKILL is dropped, as under
+    // runc. A signal death is 128+N (PID 1 killed by a signal it has no
+    // handler for, from outside: `runsc kill`).
+    b.set_script("kill -9 $$; echo alive", |_| {});
     let o = b.runsc(&["run", "--bundle", &b.dir(), "r2"]);
-    assert_eq!(o.code, 137, "{o:?}");
+    assert_eq!((o.code, o.stdout_str().as_str()), (0, "alive\n"), "{o:?}");
+    b.set_script("echo started; sleep 100", |_| {});
+    assert_eq!(b.create("r3", &[]), 0, "create: {}", b.stderr_of("r3"));
+    assert_code(&b.runsc(&["start", "r3"]), 0, "start");
+    b.await_stdout("r3", "started");
+    assert_code(&b.runsc(&["kill", "r3", "KILL"]), 0, "kill");
+    let o = b.runsc(&["wait", "r3"]);
+    assert!(o.stdout_str().contains("\"exitStatus\":137"), "{o:?}");
 }
 
 #[test]
