@@ -86,6 +86,26 @@ impl Bundle {
         run_bounded(cmd, Stdio::piped(), Stdio::piped())
     }
 
+    /// `runc run` (Debian's runc, the oracle) of this bundle as `id`, with
+    /// a state root of its own; asserts it succeeded.
+    fn runc_run(&self, id: &str) -> Outcome {
+        let runc = Path::new("/usr/sbin/runc");
+        assert!(
+            runc.exists(),
+            "runc missing: install docker.io (the CI script does)"
+        );
+        let mut cmd = Command::new(runc);
+        cmd.arg("--root").arg(self.base.join("runc-state")).args([
+            "run",
+            "--bundle",
+            &self.dir(),
+            id,
+        ]);
+        let o = run_bounded(cmd, Stdio::piped(), Stdio::piped());
+        assert_code(&o, 0, "runc run");
+        o
+    }
+
     /// `runsc create` with the container's stdout and stderr going to
     /// files (the sandbox keeps them open while it lives); returns create's
     /// exit code.
@@ -1353,20 +1373,7 @@ fn masked_readonly_paths_and_sysctls_match_runc() {
         "secret:0\nhidden:0\nhidden-ro\ndata-ro\nkept\nproc-sys-ro\n321\nexample.org\nmasked\n";
     assert_eq!(o.stdout_str(), expected, "{o:?}");
 
-    let runc = Path::new("/usr/sbin/runc");
-    assert!(
-        runc.exists(),
-        "runc missing: install docker.io (the CI script does)"
-    );
-    let mut cmd = Command::new(runc);
-    cmd.arg("--root").arg(b.base.join("runc-state")).args([
-        "run",
-        "--bundle",
-        &b.dir(),
-        "runc-mask",
-    ]);
-    let native = run_bounded(cmd, Stdio::piped(), Stdio::piped());
-    assert_code(&native, 0, "runc run");
+    let native = b.runc_run("runc-mask");
     assert_eq!(native.stdout_str(), expected, "runc: {native:?}");
     assert!(!rootfs.join("data/f").exists() && !rootfs.join("etc/hidden/f").exists());
 
@@ -1445,20 +1452,7 @@ fn user_namespace_mappings_match_runc() {
     let expected = "0\n0\n0:0 /\n0:0 /bin\n1000:1000 /data/mine\n65534:65534 /data/hosts-root\n\
                     1000:1001 /data/new\nrefused\nchown-refused\n";
 
-    let runc = Path::new("/usr/sbin/runc");
-    assert!(
-        runc.exists(),
-        "runc missing: install docker.io (the CI script does)"
-    );
-    let mut cmd = Command::new(runc);
-    cmd.arg("--root").arg(b.base.join("runc-state")).args([
-        "run",
-        "--bundle",
-        &b.dir(),
-        "runc-userns",
-    ]);
-    let native = run_bounded(cmd, Stdio::piped(), Stdio::piped());
-    assert_code(&native, 0, "runc run");
+    let native = b.runc_run("runc-userns");
     assert_eq!(native.stdout_str(), expected, "runc: {native:?}");
     assert_eq!(owner("data/new"), (201000, 201001), "runc's new file");
     std::fs::remove_file(rootfs.join("data/new")).unwrap();
@@ -1506,20 +1500,7 @@ fn capabilities_match_runc() {
         },
     );
     let same_as_runc = |id: &str| {
-        let runc = Path::new("/usr/sbin/runc");
-        assert!(
-            runc.exists(),
-            "runc missing: install docker.io (the CI script does)"
-        );
-        let mut cmd = Command::new(runc);
-        cmd.arg("--root").arg(b.base.join("runc-state")).args([
-            "run",
-            "--bundle",
-            &b.dir(),
-            &format!("runc-{id}"),
-        ]);
-        let native = run_bounded(cmd, Stdio::piped(), Stdio::piped());
-        assert_code(&native, 0, "runc run");
+        let native = b.runc_run(&format!("runc-{id}"));
         let o = b.runsc(&["run", "--bundle", &b.dir(), id]);
         assert_code(&o, 0, "runsc run");
         assert_eq!(

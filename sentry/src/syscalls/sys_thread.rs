@@ -486,8 +486,10 @@ pub fn uname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     Ok(0)
 }
 
-pub fn sethostname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
+/// The (name, len) argument of sethostname/setdomainname: CAP_SYS_ADMIN,
+/// at most 64 bytes.
+fn uts_name_arg(t: &CurrentTask, a: &Args) -> KResult<Vec<u8>> {
+    if !t.creds().capable(caps::CAP_SYS_ADMIN) {
         return Err(Errno::EPERM);
     }
     if a[1] > 64 {
@@ -495,20 +497,16 @@ pub fn sethostname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     }
     let mut b = vec![0u8; a[1] as usize];
     t.mm.copy_in(a[0], &mut b)?;
-    *lock(&t.kernel.hostname) = b;
+    Ok(b)
+}
+
+pub fn sethostname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
+    *lock(&t.kernel.hostname) = uts_name_arg(t, a)?;
     Ok(0)
 }
 
 pub fn setdomainname(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
-    if !t.creds().capable(crate::kernel::caps::CAP_SYS_ADMIN) {
-        return Err(Errno::EPERM);
-    }
-    if a[1] > 64 {
-        return Err(Errno::EINVAL);
-    }
-    let mut b = vec![0u8; a[1] as usize];
-    t.mm.copy_in(a[0], &mut b)?;
-    crate::kernel::sysctl::set_domainname(&b)?;
+    crate::kernel::sysctl::set_domainname(&uts_name_arg(t, a)?)?;
     Ok(0)
 }
 
@@ -531,7 +529,7 @@ fn id_arg(v: u64) -> Option<u32> {
 
 /// setresuid semantics; the other setters are expressed through it.
 fn set_uids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KResult<()> {
-    if !c.capable(crate::kernel::caps::CAP_SETUID) {
+    if !c.capable(caps::CAP_SETUID) {
         let ok = |x: Option<u32>| x.is_none_or(|v| v == c.ruid || v == c.euid || v == c.suid);
         if !(ok(r) && ok(e) && ok(s)) {
             return Err(Errno::EPERM);
@@ -554,7 +552,7 @@ fn set_uids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KR
 }
 
 fn set_gids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KResult<()> {
-    if !c.capable(crate::kernel::caps::CAP_SETGID) {
+    if !c.capable(caps::CAP_SETGID) {
         let ok = |x: Option<u32>| x.is_none_or(|v| v == c.rgid || v == c.egid || v == c.sgid);
         if !(ok(r) && ok(e) && ok(s)) {
             return Err(Errno::EPERM);
@@ -576,7 +574,7 @@ fn set_gids(c: &mut Creds, r: Option<u32>, e: Option<u32>, s: Option<u32>) -> KR
 pub fn setuid(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let uid = id_arg(a[0]).ok_or(Errno::EINVAL)?;
     let mut c = lock(&t.creds);
-    if c.capable(crate::kernel::caps::CAP_SETUID) {
+    if c.capable(caps::CAP_SETUID) {
         set_uids(&mut c, Some(uid), Some(uid), Some(uid))?;
     } else {
         set_uids(&mut c, None, Some(uid), None)?;
@@ -587,7 +585,7 @@ pub fn setuid(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
 pub fn setgid(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     let gid = id_arg(a[0]).ok_or(Errno::EINVAL)?;
     let mut c = lock(&t.creds);
-    if c.capable(crate::kernel::caps::CAP_SETGID) {
+    if c.capable(caps::CAP_SETGID) {
         set_gids(&mut c, Some(gid), Some(gid), Some(gid))?;
     } else {
         set_gids(&mut c, None, Some(gid), None)?;
@@ -674,7 +672,7 @@ pub fn setgroups(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
     if a[0] > 65536 {
         return Err(Errno::EINVAL);
     }
-    if !t.creds().capable(crate::kernel::caps::CAP_SETGID) {
+    if !t.creds().capable(caps::CAP_SETGID) {
         return Err(Errno::EPERM);
     }
     let mut b = vec![0u8; a[0] as usize * 4];
@@ -788,7 +786,7 @@ fn do_prlimit(
         if n[0] > n[1] {
             return Err(Errno::EINVAL);
         }
-        if n[1] > old[1] && !t.creds().capable(crate::kernel::caps::CAP_SYS_RESOURCE) {
+        if n[1] > old[1] && !t.creds().capable(caps::CAP_SYS_RESOURCE) {
             return Err(Errno::EPERM);
         }
         if res == libc::RLIMIT_NOFILE as u64 && n[1] > 1 << 20 {
@@ -987,9 +985,7 @@ pub fn setpriority(t: &mut CurrentTask, a: &Args) -> KResult<u64> {
         return Err(Errno::ESRCH);
     }
     let nice = (a[2] as i32).clamp(-20, 19);
-    if nice < t.niceness.load(Ordering::Relaxed)
-        && !t.creds().capable(crate::kernel::caps::CAP_SYS_NICE)
-    {
+    if nice < t.niceness.load(Ordering::Relaxed) && !t.creds().capable(caps::CAP_SYS_NICE) {
         return Err(Errno::EACCES);
     }
     t.niceness.store(nice, Ordering::Relaxed);
