@@ -531,7 +531,8 @@ impl Context for StubContext {
         self.set_regs(regs)?;
         ptrace(PTRACE_SYSEMU, self.tid, 0, 0)
             .map_err(|e| PlatformError::host("PTRACE_SYSEMU", e))?;
-        loop {
+        // One stop decides the event: every path below returns.
+        {
             let status = wait_tid(self.tid)?;
             if !libc::WIFSTOPPED(status) {
                 return Err(PlatformError::StubDied(describe_status(status)));
@@ -570,16 +571,16 @@ impl Context for StubContext {
                     // The page-fault error code follows si_addr in the kernel's
                     // _sigfault layout only for SIGSEGV on x86 as `si_trapno`
                     // is absent; the sentry decides from its own VMAs instead.
-                    return Ok(Event::Fault(FaultInfo {
+                    Ok(Event::Fault(FaultInfo {
                         signo: sig,
                         code: si.si_code,
                         addr,
                         trapno: 0,
-                    }));
+                    }))
                 }
                 _ => {
                     *regs = self.get_regs()?;
-                    return Ok(Event::Interrupted);
+                    Ok(Event::Interrupted)
                 }
             }
         }
