@@ -1026,12 +1026,16 @@ fn cgroup_resources_update_events_and_delete() {
             "c1",
             "sh",
             "-c",
-            "nproc; grep MemTotal /proc/meminfo | tr -s ' '",
+            "nproc; grep MemTotal /proc/meminfo | tr -s ' '; \
+             cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max",
         ]);
         assert_code(&o, 0, what);
         o.stdout_str()
     };
-    assert_eq!(view("exec after update"), "1\nMemTotal: 102400 kB\n");
+    assert_eq!(
+        view("exec after update"),
+        "1\nMemTotal: 102400 kB\n104857600\n60\n100000 100000\n"
+    );
     assert_code(
         &b.runsc(&["update", "--cpu-quota", "200000", "--memory", "-1", "c1"]),
         0,
@@ -1041,6 +1045,10 @@ fn cgroup_resources_update_events_and_delete() {
     let v = view("exec after the second update");
     assert!(v.starts_with(&format!("{host_cpus}\n")), "{v}");
     assert!(!v.contains("102400"), "MemTotal is the host's again: {v}");
+    assert!(
+        v.contains("\nmax\n60\n"),
+        "no memory limit in the cgroup view: {v}"
+    );
     // Errors name the field.
     std::fs::write(
         &rfile,

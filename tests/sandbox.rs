@@ -2423,3 +2423,22 @@ fn init_ignores_unhandled_signals_from_inside() {
         "after-kill\nafter-term\ngot-usr1\nend\n"
     );
 }
+
+/// /sys/fs/cgroup is the container's own cgroup v2 directory, read-only:
+/// without limits everything is "max", the processes listed are the
+/// sandbox's, and /proc/self/cgroup and mountinfo agree with it.
+#[test]
+fn cgroup_view_is_the_sandboxes_own() {
+    let o = sh(
+        "cd /sys/fs/cgroup && cat memory.max pids.max cpu.max cgroup.controllers; \
+                grep -qx $$ cgroup.procs && echo listed; cat /proc/self/cgroup; \
+                grep -c ' /sys/fs/cgroup .* cgroup2 ' /proc/self/mountinfo; stat -f -c %T .; \
+                echo 1 > memory.max 2>/dev/null || echo read-only",
+    )
+    .run_sandbox();
+    assert_code(&o, 0, "sandbox");
+    assert_eq!(
+        o.stdout_str(),
+        "max\nmax\nmax 100000\ncpuset cpu memory pids\nlisted\n0::/\n1\ncgroup2fs\nread-only\n"
+    );
+}

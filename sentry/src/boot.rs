@@ -122,6 +122,11 @@ pub fn guest_cpus() -> usize {
     }
 }
 
+/// The container's CPU limit (cpuset and quota), if it has one.
+pub fn guest_cpus_limit() -> Option<usize> {
+    Some(GUEST_CPUS.load(Ordering::Relaxed)).filter(|n| *n > 0)
+}
+
 /// The container's memory limit, if it has one.
 pub fn guest_memory_limit() -> Option<u64> {
     Some(GUEST_MEMORY.load(Ordering::Relaxed)).filter(|m| *m > 0)
@@ -802,6 +807,12 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     }
     let kernel = Kernel::new(platform.clone(), mf.clone(), vfs.clone(), cfg.strace);
     vfs.mount(b"/proc", fs::proc::new_procfs(&kernel), "proc");
+    make_mount_point(&vfs, "/sys/fs/cgroup", true);
+    vfs.mount(
+        b"/sys/fs/cgroup",
+        fs::proc::new_cgroupfs(&kernel),
+        "cgroup2",
+    );
     if let Some(h) = &cfg.hostname {
         *kernel.hostname.lock().unwrap_or_else(|p| p.into_inner()) = h.as_bytes().to_vec();
     }

@@ -18,6 +18,7 @@
 //! and per-thread directories), `fds` (fd/ and fdinfo/), `system`
 //! (meminfo, cpuinfo, stat, …), `sys` (/proc/sys).
 
+mod cgroup;
 mod fds;
 mod net;
 mod pid;
@@ -39,21 +40,34 @@ pub const USER_HZ: u64 = 100;
 
 /// The /proc filesystem of `kernel`, to be mounted at /proc.
 pub fn new_procfs(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
-    let since_boot = kernel.boot.elapsed();
-    let now = Timespec::now();
-    let boot_ns = (now.sec as i128 * 1_000_000_000 + now.nsec as i128)
-        .saturating_sub(since_boot.as_nanos() as i128);
-    let fs = Arc::new(ProcFs {
-        kernel: Arc::downgrade(kernel),
-        id: new_fs_id(),
-        dev: new_anon_dev(),
-        boot_wall: Timespec {
-            sec: (boot_ns.div_euclid(1_000_000_000)) as i64,
-            nsec: (boot_ns.rem_euclid(1_000_000_000)) as i64,
-        },
-        boot_id: random_uuid(),
-    });
-    root::new_root(&fs)
+    root::new_root(&ProcFs::new(kernel, PROC_SUPER_MAGIC))
+}
+
+/// The container's cgroup as the guest sees it, to be mounted at
+/// /sys/fs/cgroup (see `cgroup`).
+pub fn new_cgroupfs(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
+    cgroup::new_root(&ProcFs::new(kernel, CGROUP2_SUPER_MAGIC))
+}
+
+impl ProcFs {
+    /// A new instance (its own device and inode space) over `kernel`.
+    fn new(kernel: &Arc<Kernel>, magic: u64) -> Arc<ProcFs> {
+        let since_boot = kernel.boot.elapsed();
+        let now = Timespec::now();
+        let boot_ns = (now.sec as i128 * 1_000_000_000 + now.nsec as i128)
+            .saturating_sub(since_boot.as_nanos() as i128);
+        Arc::new(ProcFs {
+            kernel: Arc::downgrade(kernel),
+            id: new_fs_id(),
+            dev: new_anon_dev(),
+            boot_wall: Timespec {
+                sec: (boot_ns.div_euclid(1_000_000_000)) as i64,
+                nsec: (boot_ns.rem_euclid(1_000_000_000)) as i64,
+            },
+            boot_id: random_uuid(),
+            magic,
+        })
+    }
 }
 
 /// One mounted procfs.
@@ -66,7 +80,13 @@ pub(crate) struct ProcFs {
     boot_wall: Timespec,
     /// /proc/sys/kernel/random/boot_id: fixed for this boot.
     boot_id: String,
+    /// statfs's f_type: PROC_SUPER_MAGIC, or CGROUP2_SUPER_MAGIC for the
+    /// cgroup view.
+    magic: u64,
 }
+
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 
 impl ProcFs {
     fn kernel(&self) -> KResult<Arc<Kernel>> {
@@ -360,6 +380,12 @@ impl Node {
 }
 
 impl Inode for Node {
+    fn statfs(&self) -> KResult<crate::vfs::Statfs> {
+        let mut st = crate::vfs::Statfs::synthetic(self.fs_id());
+        st.fs_type = self.fs.magic;
+        Ok(st)
+    }
+
     fn stat(&self) -> KResult<Stat> {
         let k = self.live_kernel()?;
         let (uid, gid, t) = self.owner.attrs(&self.fs, &k);
