@@ -2442,3 +2442,90 @@ fn cgroup_view_is_the_sandboxes_own() {
         "max\nmax\nmax 100000\ncpuset cpu memory pids\nlisted\n0::/\n1\ncgroup2fs\nread-only\n"
     );
 }
+
+/// POSIX message queues: create/open/exclusive, attributes and limits,
+/// priority order, EMSGSIZE, timeouts, non-blocking mode, poll, the
+/// queue file's text, mq_notify with a signal, a blocked receiver woken
+/// by another process, access modes and unlink, compared with a native
+/// run.
+#[test]
+fn posix_message_queues() {
+    assert_same_spec(&py(r#"
+        import ctypes, os, errno, signal, select, time, functools
+        print = functools.partial(print, flush=True)
+        libc = ctypes.CDLL(None, use_errno=True)
+        class Attr(ctypes.Structure):
+            _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long), ("msgsize", ctypes.c_long), ("curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
+        class TS(ctypes.Structure):
+            _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+        libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+        def err(r):
+            return errno.errorcode[ctypes.get_errno()] if r == -1 else r
+        def mq_open(name, flags, attr=None):
+            r = libc.mq_open(name, flags, 0o600, ctypes.byref(attr) if attr else None)
+            return err(r)
+        def getattr_(fd):
+            a = Attr(); libc.mq_getattr(fd, ctypes.byref(a)); return (a.flags & os.O_NONBLOCK != 0, a.maxmsg, a.msgsize, a.curmsgs)
+        def send(fd, data, prio=0, timeout=None):
+            ts = ctypes.byref(timeout) if timeout else None
+            return err(libc.mq_timedsend(fd, data, len(data), prio, ts))
+        def recv(fd, size=64, timeout=None):
+            buf = ctypes.create_string_buffer(size); prio = ctypes.c_uint()
+            ts = ctypes.byref(timeout) if timeout else None
+            n = libc.mq_timedreceive(fd, buf, size, ctypes.byref(prio), ts)
+            if n == -1: return err(n)
+            return (buf.raw[:n], prio.value)
+        Q = b"/sbx-q-%d" % os.getpid()
+        libc.mq_unlink(Q)
+        print("open missing", mq_open(Q, os.O_RDWR))
+        print("bad attr", mq_open(Q, os.O_RDWR | os.O_CREAT, Attr(0, 0, 64, 0)))
+        print("slash in name", mq_open(b"/a/b", os.O_RDWR | os.O_CREAT, Attr(0, 4, 64, 0)))
+        fd = mq_open(Q, os.O_RDWR | os.O_CREAT, Attr(0, 4, 64, 0))
+        print("fd ok", fd >= 0, getattr_(fd))
+        print("excl", mq_open(Q, os.O_RDWR | os.O_CREAT | os.O_EXCL, Attr(0, 4, 64, 0)))
+        print("send", send(fd, b"a", 1), send(fd, b"b", 5), send(fd, b"c", 1), getattr_(fd))
+        print("too big", send(fd, b"x" * 65))
+        print("small buf", recv(fd, 10))
+        print("info", os.pread(fd, 100, 0))
+        p = select.poll(); p.register(fd, select.POLLIN | select.POLLOUT); print("poll", p.poll(0))
+        print("recv", recv(fd), recv(fd), recv(fd))
+        print("poll empty", p.poll(0))
+        print("prio max", send(fd, b"p", 32768))
+        past = TS(1, 0)
+        print("timed recv", recv(fd, 64, past))
+        for i in range(4): send(fd, b"f%d" % i, i)
+        print("timed send full", send(fd, b"z", 0, past))
+        new = Attr(os.O_NONBLOCK, 0, 0, 0); old = Attr()
+        libc.mq_setattr(fd, ctypes.byref(new), ctypes.byref(old))
+        print("setattr old", old.flags & os.O_NONBLOCK != 0, "now", getattr_(fd))
+        print("nonblock full", send(fd, b"z"))
+        for i in range(4): recv(fd)
+        print("nonblock empty", recv(fd))
+        # notification
+        got = []
+        signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+        class Sigev(ctypes.Structure):
+            _fields_ = [("value", ctypes.c_long), ("signo", ctypes.c_int), ("notify", ctypes.c_int), ("pad", ctypes.c_int * 12)]
+        print("notify", err(libc.mq_notify(fd, ctypes.byref(Sigev(7, signal.SIGUSR1, 0)))))
+        print("notify again", err(libc.mq_notify(fd, ctypes.byref(Sigev(7, signal.SIGUSR1, 0)))))
+        import re
+        print("info notify", re.sub(rb"NOTIFY_PID:\d+ *", b"NOTIFY_PID:N", os.pread(fd, 100, 0)))
+        send(fd, b"n"); time.sleep(0.1)
+        print("got", got, "info after", os.pread(fd, 100, 0))
+        recv(fd)
+        # blocking receive woken by a child's send
+        libc.mq_setattr(fd, ctypes.byref(Attr(0, 0, 0, 0)), None)
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.2)
+            c = mq_open(Q, os.O_WRONLY)
+            send(c, b"from child", 3)
+            os._exit(0)
+        print("blocking recv", recv(fd))
+        os.waitpid(pid, 0)
+        wo = mq_open(Q, os.O_WRONLY)
+        print("recv on write-only", recv(wo))
+        print("unlink", err(libc.mq_unlink(Q)), err(libc.mq_unlink(Q)), mq_open(Q, os.O_RDWR))
+        print("still works", send(fd, b"k"), recv(fd))
+    "#));
+}

@@ -267,8 +267,9 @@ fn from_spec(spec: &Spec, bundle: &Path) -> anyhow::Result<Container> {
         }
         match typ {
             // The sentry's own /proc, /sys and /dev (with pts and shm)
-            // serve these (a cgroup v2 view at /sys/fs/cgroup); mqueue is not
-            // provided yet.
+            // serve these (a cgroup v2 view at /sys/fs/cgroup); POSIX
+            // message queues are the sandbox's own (mq_*), without a
+            // filesystem listing them.
             "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2" => {}
             "tmpfs" if matches!(dest.as_str(), "/dev" | "/dev/shm") => {}
             "tmpfs" => tmpfs_mounts.push(dest),

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod exit;
 pub mod fasync;
 pub mod futex;
+pub mod mqueue;
 pub mod signal;
 pub mod sysctl;
 pub mod task;

@@ -6,6 +6,7 @@
 pub mod sys_file;
 pub mod sys_mmap;
 pub mod sys_mount;
+pub mod sys_mqueue;
 pub mod sys_poll;
 pub mod sys_signal;
 pub mod sys_socket;
@@ -177,6 +178,12 @@ table! {
     SYS_setdomainname => sys_thread::setdomainname,
     SYS_capget => sys_thread::capget,
     SYS_capset => sys_thread::capset,
+    SYS_mq_open => sys_mqueue::mq_open,
+    SYS_mq_unlink => sys_mqueue::mq_unlink,
+    SYS_mq_timedsend => sys_mqueue::mq_timedsend,
+    SYS_mq_timedreceive => sys_mqueue::mq_timedreceive,
+    SYS_mq_notify => sys_mqueue::mq_notify,
+    SYS_mq_getsetattr => sys_mqueue::mq_getsetattr,
     SYS_gettid => sys_thread::gettid,
     SYS_tkill => sys_signal::tkill,
     SYS_time => sys_time::time,
