@@ -1476,6 +1476,31 @@ fn user_namespace_mappings_match_runc() {
     );
     assert_eq!(owner("data/hosts-root"), (0, 0));
 
+    // The host processes that touch the image (gofers) and run guest
+    // code (stubs) are the mapped root, not the host's.
+    b.set_script("echo started; sleep 30", |_| {});
+    assert_eq!(b.create("u3", &[]), 0, "create: {}", b.stderr_of("u3"));
+    assert_code(&b.runsc(&["start", "u3"]), 0, "start");
+    b.await_stdout("u3", "started");
+    let pid = b.state("u3")["pid"].as_i64().unwrap();
+    let children: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    assert!(children.len() >= 2, "gofer and a stub: {children:?}");
+    for c in &children {
+        let status = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        assert_eq!(
+            uid.split_whitespace().collect::<Vec<_>>(),
+            ["Uid:", "200000", "200000", "200000", "200000"],
+            "child {c}: {status}"
+        );
+    }
+    assert_code(&b.runsc(&["delete", "--force", "u3"]), 0, "delete");
+
     // Mappings the kernel would refuse are named.
     b.set_script("true", |c| {
         c["linux"]["uidMappings"] =

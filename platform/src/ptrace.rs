@@ -47,6 +47,9 @@ pub struct PtracePlatform {
     memfd: i32,
     xstate_size: usize,
     factory: Mutex<mpsc::Sender<mpsc::Sender<std::result::Result<Forked, Errno>>>>,
+    /// Stubs go into a user namespace of their own with these uid_map and
+    /// gid_map contents and become its root (see `set_stub_user_namespace`).
+    stub_userns: OnceLock<(String, String)>,
 }
 
 impl PtracePlatform {
@@ -76,7 +79,19 @@ impl PtracePlatform {
             memfd,
             xstate_size: xstate_size(),
             factory: Mutex::new(tx),
+            stub_userns: OnceLock::new(),
         }))
+    }
+
+    /// From now on each stub (the host process that runs guest code) makes
+    /// a user namespace with these maps (uid_map and gid_map text, as
+    /// written to /proc/PID/uid_map) and becomes its root, so guest code
+    /// runs as the mapped host ids without privilege on the host. Set once,
+    /// before the first address space.
+    pub fn set_stub_user_namespace(&self, uid_map: String, gid_map: String) -> Result<()> {
+        self.stub_userns
+            .set((uid_map, gid_map))
+            .map_err(|_| PlatformError::Other("stub user namespace already set".into()))
     }
 
     fn fork_stub(&self) -> Result<Forked> {
@@ -225,6 +240,9 @@ impl Platform for PtracePlatform {
             contexts: AtomicUsize::new(1),
         });
         let mut ctx = StubContext::attach(proc, pid, self)?;
+        if let Some((uid_map, gid_map)) = self.stub_userns.get() {
+            ctx.enter_user_namespace(uid_map, gid_map)?;
+        }
         ctx.initialize_process(self.memfd, forked.rseq)?;
         Ok(Box::new(ctx))
     }
@@ -350,6 +368,39 @@ impl StubContext {
 
     /// First set-up of a freshly forked stub: leave only the stub page and
     /// the memory file behind.
+    /// Moves the freshly forked (single-threaded) stub into a new user
+    /// namespace with the given maps and makes it root there. Comes before
+    /// the rest of the set-up: changing credentials clears the parent-death
+    /// signal, which initialize_process sets.
+    fn enter_user_namespace(&mut self, uid_map: &str, gid_map: &str) -> Result<()> {
+        let pid = self.proc.pid;
+        let fail = |what: &str, e: String| {
+            PlatformError::Other(format!("stub user namespace: {what}: {e}"))
+        };
+        let r = self.inject(
+            libc::SYS_unshare,
+            [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0],
+        )?;
+        if r < 0 {
+            return Err(fail("unshare", Errno::from_raw(-r as i32).to_string()));
+        }
+        for (file, text) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+            std::fs::write(format!("/proc/{pid}/{file}"), text)
+                .map_err(|e| fail(file, e.to_string()))?;
+        }
+        for (nr, args, what) in [
+            (libc::SYS_setgroups, [0u64, 0, 0, 0, 0, 0], "setgroups"),
+            (libc::SYS_setresgid, [0, 0, 0, 0, 0, 0], "setresgid"),
+            (libc::SYS_setresuid, [0, 0, 0, 0, 0, 0], "setresuid"),
+        ] {
+            let r = self.inject(nr, args)?;
+            if r < 0 {
+                return Err(fail(what, Errno::from_raw(-r as i32).to_string()));
+            }
+        }
+        Ok(())
+    }
+
     fn initialize_process(&mut self, memfd: i32, rseq: (u64, u32)) -> Result<()> {
         let check = |r: i64, what: &str| -> Result<()> {
             if r < 0 {

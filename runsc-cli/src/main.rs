@@ -592,6 +592,7 @@ fn run_do(d: DoArgs, strace: bool) -> anyhow::Result<i32> {
         sysctls: Vec::new(),
         masked_paths: Vec::new(),
         readonly_paths: Vec::new(),
+        stub_user_namespace: None,
         // On a terminal (stdin is one): the sandbox's own pty.
         terminal: true,
     })

@@ -72,7 +72,8 @@ impl IdMaps {
         Ok(())
     }
 
-    fn text(m: &[IdRange]) -> String {
+    /// uid_map/gid_map contents: "inside host size" lines.
+    pub fn text(m: &[IdRange]) -> String {
         m.iter()
             .map(|r| format!("{} {} {}\n", r.inside, r.host, r.size))
             .collect()
@@ -88,10 +89,9 @@ impl IdMaps {
         to_container(&self.gids, host)
     }
 
-    /// The host id container id 0 is (for the image's owner).
-    pub fn host_root(&self) -> (u32, u32) {
-        let find = |m: &[IdRange]| m.iter().find(|r| r.inside == 0).map_or(0, |r| r.host);
-        (find(&self.uids), find(&self.gids))
+    /// (uid_map, gid_map) contents.
+    pub fn map_texts(&self) -> (String, String) {
+        (IdMaps::text(&self.uids), IdMaps::text(&self.gids))
     }
 }
 
@@ -157,6 +157,13 @@ pub fn become_root(fd: i32) -> anyhow::Result<()> {
     nix::unistd::setresgid(root, root, root).context("becoming gid 0 in the user namespace")?;
     let root = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresuid(root, root, root).context("becoming uid 0 in the user namespace")?;
+    // Changing credentials cleared the parent-death signal: set it again,
+    // and go if the parent is already gone.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+        bail!("the sandbox exited while the gofer started");
+    }
     Ok(())
 }
 
@@ -175,7 +182,7 @@ mod tests {
             gids: vec![r(0, 100000, 65536)],
         };
         assert!(ok.check().is_ok());
-        assert_eq!(ok.host_root(), (100000, 100000));
+        assert_eq!(ok.map_texts().1, "0 100000 65536\n");
         let e = |m: IdMaps| format!("{:#}", m.check().unwrap_err());
         assert!(e(IdMaps {
             uids: vec![],

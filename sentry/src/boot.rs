@@ -76,6 +76,9 @@ pub struct BootConfig {
     pub masked_paths: Vec<String>,
     /// Guest paths made read-only (OCI linux.readonlyPaths).
     pub readonly_paths: Vec<String>,
+    /// A user namespace for the host processes that run guest code (the
+    /// stubs): (uid_map, gid_map) as written to /proc/PID/uid_map.
+    pub stub_user_namespace: Option<(String, String)>,
     /// PID 1 is on a terminal: when the host stdin is one, PID 1 gets a
     /// pty of the sandbox's own (`fs::console`) in place of the host
     /// stdio fds that are terminals, as its controlling terminal.
@@ -734,6 +737,11 @@ pub fn prepare(cfg: BootConfig) -> anyhow::Result<Sandbox> {
     crate::mm::memory_file::set_global(mf.clone());
     let platform =
         platform::ptrace::PtracePlatform::new(mf.fd()).context("starting the ptrace platform")?;
+    if let Some((uid_map, gid_map)) = cfg.stub_user_namespace.clone() {
+        platform
+            .set_stub_user_namespace(uid_map, gid_map)
+            .context("the stubs' user namespace")?;
+    }
     let client = Arc::new(gofer::Client::new(cfg.gofer));
     let image = fs::gofer::new_goferfs(client)
         .map_err(|e| anyhow::anyhow!("attaching to the gofer: {e}"))?;

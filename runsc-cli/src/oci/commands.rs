@@ -335,6 +335,7 @@ pub fn boot(g: &GlobalOpts, id: &str, bundle: &Path, sync_fd: i32) -> anyhow::Re
             sysctls: c.sysctls.clone(),
             masked_paths: c.masked_paths.clone(),
             readonly_paths: c.readonly_paths.clone(),
+            stub_user_namespace: c.userns.as_ref().map(|m| m.map_texts()),
             terminal: c.terminal,
         })?;
         Ok(Arc::new(sandbox))
