@@ -14,8 +14,7 @@
 //! the test fails when `CI` is set and is skipped (loudly) otherwise.
 
 use integration_tests::*;
-use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -323,55 +322,9 @@ impl Drop for Containerd {
     }
 }
 
-/// Runs `cmd` to completion with a timeout, `stdin` piped in.
-fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>) -> Outcome {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{desc}: {e}"));
-    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            let _ = w.write_all(&data);
-        });
-    }
-    let collect = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let so = collect(child.stdout.take().map(|s| Box::new(s) as _));
-    let se = collect(child.stderr.take().map(|s| Box::new(s) as _));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for ctr") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc}: TIMED OUT after {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Outcome {
-        stdout: so.join().unwrap_or_default(),
-        stderr: se.join().unwrap_or_default(),
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-    }
+/// Runs `cmd` to completion within TIMEOUT, `stdin` piped in.
+fn run_bounded(cmd: Command, stdin: Option<&[u8]>) -> Outcome {
+    integration_tests::run_bounded(cmd, stdin, TIMEOUT)
 }
 
 fn sha256(p: &Path) -> String {

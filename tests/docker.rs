@@ -14,7 +14,6 @@
 
 use integration_tests::*;
 use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -264,54 +263,8 @@ fn run_bounded(cmd: Command, stdin: Option<&[u8]>) -> Outcome {
 }
 
 /// As `run_bounded`, with its own time limit.
-fn run_bounded_for(mut cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Outcome {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{desc}: {e}"));
-    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            let _ = w.write_all(&data);
-        });
-    }
-    let collect = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let so = collect(child.stdout.take().map(|s| Box::new(s) as _));
-    let se = collect(child.stderr.take().map(|s| Box::new(s) as _));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for docker") {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc}: TIMED OUT after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Outcome {
-        stdout: so.join().unwrap_or_default(),
-        stderr: se.join().unwrap_or_default(),
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-    }
+fn run_bounded_for(cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Outcome {
+    integration_tests::run_bounded(cmd, stdin, limit)
 }
 
 /// A busybox tree (the host's static busybox and its applet links, a

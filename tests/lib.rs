@@ -327,6 +327,13 @@ extern "C" {
 
 /// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
 /// and collects output; panics (after killing the group) past `timeout`.
+/// Runs `cmd` (stdout and stderr captured, `stdin` fed by a thread of its
+/// own) in a process group of its own, killing the group and panicking with
+/// the partial output past `timeout`.
+pub fn run_bounded(cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Outcome {
+    run_with_timeout(cmd, stdin, timeout, "bounded")
+}
+
 fn run_with_timeout(
     mut cmd: Command,
     stdin: Option<&[u8]>,
