@@ -41,6 +41,15 @@ impl Vma {
     fn file_offset_of(&self, addr: u64) -> u64 {
         self.ext.off + self.ext_off + (addr - self.start)
     }
+
+    /// The same mapping moved to `start`, `len` long (mremap).
+    fn moved(self, start: u64, len: u64) -> Vma {
+        Vma {
+            start,
+            end: start + len,
+            ..self
+        }
+    }
 }
 
 /// What a new mapping is filled with.
@@ -416,14 +425,7 @@ impl MemoryManager {
             ctx.unmap(old, old_len).map_err(host_err)?;
             st.remove_range(&self.mf, target, new_len);
             ctx.unmap(target, new_len).map_err(host_err)?;
-            st.vmas.insert(
-                target,
-                Vma {
-                    start: target,
-                    end: target + new_len,
-                    ..v
-                },
-            );
+            st.vmas.insert(target, v.moved(target, new_len));
             return Ok(target);
         }
         // Private memory that is a whole VMA, alone on its extent, whose
@@ -440,14 +442,7 @@ impl MemoryManager {
             st.remove_range(&self.mf, target, new_len);
             ctx.map(target, new_len, v.prot, v.ext.off + v.ext_off)
                 .map_err(host_err)?;
-            st.vmas.insert(
-                target,
-                Vma {
-                    start: target,
-                    end: target + new_len,
-                    ..v
-                },
-            );
+            st.vmas.insert(target, v.moved(target, new_len));
             return Ok(target);
         }
         // New backing: shared memory keeps its extent when it fits; private
@@ -476,11 +471,9 @@ impl MemoryManager {
         st.vmas.insert(
             target,
             Vma {
-                start: target,
-                end: target + new_len,
                 ext,
                 ext_off,
-                ..v
+                ..v.moved(target, new_len)
             },
         );
         Ok(target)

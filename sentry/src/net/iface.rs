@@ -129,6 +129,25 @@ pub fn interfaces() -> Vec<Interface> {
     v
 }
 
+/// The taken-over interface's default route through `gw` (of its family).
+fn default_route(gw: IpAddr, priority: Option<u32>) -> Route {
+    Route {
+        dst: match gw {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        },
+        dst_len: 0,
+        kind: RTN_UNICAST,
+        scope: RT_SCOPE_UNIVERSE,
+        table: RT_TABLE_MAIN,
+        protocol: RTPROT_BOOT,
+        oif: 2,
+        prefsrc: None,
+        gateway: Some(gw),
+        priority,
+    }
+}
+
 /// The kernel routes Linux derives from the interfaces' addresses: local
 /// routes for each address and its subnet, the subnet broadcast, and (for
 /// non-loopback interfaces) the subnet in the main table.
@@ -136,18 +155,7 @@ pub fn routes() -> Vec<Route> {
     let mut out = Vec::new();
     if let Some(c) = super::link::configured() {
         if let Some(gw) = c.gateway {
-            out.push(Route {
-                dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                dst_len: 0,
-                kind: RTN_UNICAST,
-                scope: RT_SCOPE_UNIVERSE,
-                table: RT_TABLE_MAIN,
-                protocol: RTPROT_BOOT,
-                oif: 2,
-                prefsrc: None,
-                gateway: Some(IpAddr::V4(gw)),
-                priority: None,
-            });
+            out.push(default_route(IpAddr::V4(gw), None));
         }
         // IPv6: each prefix on the link (metric 256), the default route
         // (1024), as the kernel lists them.
@@ -177,18 +185,7 @@ pub fn routes() -> Vec<Route> {
             });
         }
         if let Some(gw) = c.gateway6 {
-            out.push(Route {
-                dst: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                dst_len: 0,
-                kind: RTN_UNICAST,
-                scope: RT_SCOPE_UNIVERSE,
-                table: RT_TABLE_MAIN,
-                protocol: RTPROT_BOOT,
-                oif: 2,
-                prefsrc: None,
-                gateway: Some(IpAddr::V6(gw)),
-                priority: Some(1024),
-            });
+            out.push(default_route(IpAddr::V6(gw), Some(1024)));
         }
     }
     for i in interfaces() {

@@ -123,6 +123,28 @@ const ND_NEIGHBOR_ADVERT: u8 = 136;
 const BROADCAST: [u8; 6] = [0xff; 6];
 /// Packets held per next hop while its MAC is resolved.
 const PENDING_MAX: usize = 64;
+
+/// Holds `pkt` for next hop `hop` until its link address is known (ARP or
+/// neighbor discovery; at most PENDING_MAX packets). True when a request
+/// is due: none went out for it in the last ARP_RETRY.
+fn hold_until_resolved<A: Eq + std::hash::Hash>(
+    pending: &mut HashMap<A, (Vec<Vec<u8>>, Instant)>,
+    hop: A,
+    pkt: Vec<u8>,
+) -> bool {
+    let now = Instant::now();
+    let e = pending
+        .entry(hop)
+        .or_insert_with(|| (Vec::new(), now - ARP_RETRY * 2));
+    if e.0.len() < PENDING_MAX {
+        e.0.push(pkt);
+    }
+    if now.duration_since(e.1) >= ARP_RETRY {
+        e.1 = now;
+        return true;
+    }
+    false
+}
 /// How often an unanswered ARP request is repeated (when there is
 /// something to send).
 const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -249,16 +271,7 @@ impl Eth {
             self.send6(mac, &pkt);
             return;
         }
-        let now = Instant::now();
-        let e = self
-            .pending6
-            .entry(hop)
-            .or_insert_with(|| (Vec::new(), now - ARP_RETRY * 2));
-        if e.0.len() < PENDING_MAX {
-            e.0.push(pkt);
-        }
-        if now.duration_since(e.1) >= ARP_RETRY {
-            e.1 = now;
+        if hold_until_resolved(&mut self.pending6, hop, pkt) {
             self.solicit(hop);
         }
     }
@@ -411,16 +424,7 @@ impl Eth {
             self.sink.send(&f);
             return;
         }
-        let now = Instant::now();
-        let e = self
-            .pending
-            .entry(hop)
-            .or_insert_with(|| (Vec::new(), now - ARP_RETRY * 2));
-        if e.0.len() < PENDING_MAX {
-            e.0.push(pkt);
-        }
-        if now.duration_since(e.1) >= ARP_RETRY {
-            e.1 = now;
+        if hold_until_resolved(&mut self.pending, hop, pkt) {
             self.request(hop);
         }
     }

@@ -538,14 +538,7 @@ impl Drop for IcmpSocket {
         if h.is_none() && bound.is_none() {
             return;
         }
-        stack().with(|n| {
-            if let Some(h) = h {
-                n.remove(h);
-            }
-            if let Some(b) = bound {
-                n.unbind(PROTO_ICMP, id, b.port());
-            }
-        });
+        stack().with(|n| n.release(PROTO_ICMP, id, h, bound));
     }
 }
 

@@ -939,6 +939,23 @@ impl Inner {
         self.binds[proto].entry(port).or_default().push(b);
     }
 
+    /// What closing a datagram socket (UDP, ICMP) of protocol `proto`
+    /// gives back: its smoltcp socket `h` and its port binding `bound`.
+    pub fn release(
+        &mut self,
+        proto: usize,
+        id: u64,
+        h: Option<SocketHandle>,
+        bound: Option<SocketAddr>,
+    ) {
+        if let Some(h) = h {
+            self.remove(h);
+        }
+        if let Some(b) = bound {
+            self.unbind(proto, id, b.port());
+        }
+    }
+
     pub fn unbind(&mut self, proto: usize, id: u64, port: u16) {
         if let Some(v) = self.binds[proto].get_mut(&port) {
             v.retain(|b| b.id != id);
@@ -1250,21 +1267,20 @@ mod tests {
         );
     }
 
-    /// Two stacks joined by their Ethernet layers (a wire of frames): ARP
-    /// both ways, a handshake, data each way with valid checksums on the
-    /// wire, and loopback still served beside it.
-    #[test]
-    fn tcp_between_two_stacks_over_ethernet_frames() {
-        use crate::net::link::{FrameSink, LinkConfig};
-        use std::sync::Mutex as M;
-        type Wire = Arc<M<VecDeque<Vec<u8>>>>;
-        struct Sink(Wire);
-        impl FrameSink for Sink {
-            fn send(&mut self, f: &[u8]) {
-                self.0.lock().unwrap().push_back(f.to_vec());
-            }
+    /// One direction of a wire between two stacks' Ethernet layers: the
+    /// frames a stack sent, until the test carries them over.
+    type Wire = Arc<std::sync::Mutex<VecDeque<Vec<u8>>>>;
+    struct Sink(Wire);
+    impl crate::net::link::FrameSink for Sink {
+        fn send(&mut self, f: &[u8]) {
+            self.0.lock().unwrap().push_back(f.to_vec());
         }
-        let cfg = |last: u8| LinkConfig {
+    }
+
+    /// The interface of test stack number `last` (10.0.0.last/24, MAC
+    /// 02:00:00:00:00:last) with IPv6 addresses `ip6`.
+    fn link_cfg(last: u8, ip6: Vec<(Ipv6Addr, u8)>) -> crate::net::link::LinkConfig {
+        crate::net::link::LinkConfig {
             name: "eth0".into(),
             host_index: 2,
             mac: [2, 0, 0, 0, 0, last],
@@ -1273,9 +1289,17 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, last),
             prefix: 24,
             gateway: None,
-            ip6: Vec::new(),
+            ip6,
             gateway6: None,
-        };
+        }
+    }
+
+    /// Two stacks joined by their Ethernet layers (a wire of frames): ARP
+    /// both ways, a handshake, data each way with valid checksums on the
+    /// wire, and loopback still served beside it.
+    #[test]
+    fn tcp_between_two_stacks_over_ethernet_frames() {
+        let cfg = |last: u8| link_cfg(last, Vec::new());
         let (a, b) = (Stack::new(), Stack::new());
         let (wa, wb): (Wire, Wire) = Default::default();
         a.with(|n| n.attach_eth(cfg(2), Box::new(Sink(wa.clone()))));
@@ -1361,30 +1385,15 @@ mod tests {
     /// request answered.
     #[test]
     fn ipv6_between_two_stacks_over_ethernet_frames() {
-        use crate::net::link::{FrameSink, LinkConfig};
-        use std::sync::Mutex as M;
-        type Wire = Arc<M<VecDeque<Vec<u8>>>>;
-        struct Sink(Wire);
-        impl FrameSink for Sink {
-            fn send(&mut self, f: &[u8]) {
-                self.0.lock().unwrap().push_back(f.to_vec());
-            }
-        }
         let ip6 = |last: u16| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last);
-        let cfg = |last: u8| LinkConfig {
-            name: "eth0".into(),
-            host_index: 2,
-            mac: [2, 0, 0, 0, 0, last],
-            mtu: 1500,
-            txqlen: 0,
-            ip: Ipv4Addr::new(10, 0, 0, last),
-            prefix: 24,
-            gateway: None,
-            ip6: vec![
-                (ip6(u16::from(last)), 64),
-                (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(last)), 64),
-            ],
-            gateway6: None,
+        let cfg = |last: u8| {
+            link_cfg(
+                last,
+                vec![
+                    (ip6(u16::from(last)), 64),
+                    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(last)), 64),
+                ],
+            )
         };
         let (a, b) = (Stack::new(), Stack::new());
         let (wa, wb): (Wire, Wire) = Default::default();

@@ -409,14 +409,7 @@ impl Drop for UdpSocket {
         if h.is_none() && bound.is_none() {
             return;
         }
-        stack().with(|n| {
-            if let Some(h) = h {
-                n.remove(h);
-            }
-            if let Some(b) = bound {
-                n.unbind(PROTO_UDP, id, b.port());
-            }
-        });
+        stack().with(|n| n.release(PROTO_UDP, id, h, bound));
     }
 }
 
