@@ -245,27 +245,7 @@ impl Containerd {
         for id in containers.split_whitespace() {
             let _ = self.ctr(&["container", "rm", id], None);
         }
-        // SAFETY: kill(2) of the containerd we started and have not reaped.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = self.processes();
-            if left.is_empty() || Instant::now() > deadline {
-                return left;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_daemon(&mut child, || self.processes())
     }
 
     /// Mount points at or under our base directory, deepest first.

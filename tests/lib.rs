@@ -325,8 +325,33 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
-/// and collects output; panics (after killing the group) past `timeout`.
+/// Stops a daemon the test started (dockerd, containerd): SIGTERM, SIGKILL
+/// after 20 s, then up to 10 s for the processes `leftovers` lists to go.
+/// Returns those still there.
+pub fn stop_daemon<T>(child: &mut Child, leftovers: impl Fn() -> Vec<T>) -> Vec<T> {
+    // SAFETY: kill(2) of a child we started and have not reaped.
+    unsafe {
+        libc_kill(child.id() as i32, 15);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs `cmd` (stdout and stderr captured, `stdin` fed by a thread of its
 /// own) in a process group of its own, killing the group and panicking with
 /// the partial output past `timeout`.
@@ -334,6 +359,8 @@ pub fn run_bounded(cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out
     run_with_timeout(cmd, stdin, timeout, "bounded")
 }
 
+/// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
+/// and collects output; panics (after killing the group) past `timeout`.
 fn run_with_timeout(
     mut cmd: Command,
     stdin: Option<&[u8]>,

@@ -206,6 +206,29 @@ fn grant_caps(c: &mut Value, caps: &[&str]) {
     }
 }
 
+/// `GET /` over HTTP/1.0 from `ip`:8080, retried until the answer ends
+/// with `tail` (a server in a sandbox that is still starting) for at most
+/// TIMEOUT; the whole answer.
+fn http_get_until(ip: impl Into<std::net::IpAddr>, tail: &str) -> String {
+    use std::io::{Read, Write};
+    let ip = ip.into();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got = std::net::TcpStream::connect((ip, 8080)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match got {
+            Ok(s) if s.ends_with(tail) => return s,
+            r => assert!(Instant::now() < deadline, "GET: {r:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs `cmd` to completion within TIMEOUT (killing it past that).
 fn run_bounded(mut cmd: Command, out: Stdio, err: Stdio) -> Outcome {
     let desc = format!("{cmd:?}");
@@ -1294,22 +1317,7 @@ fn network_namespace_interface_is_taken_over() {
         ns.host_view()
     );
     // From the host to the server in the sandbox.
-    let deadline = Instant::now() + TIMEOUT;
-    let body = loop {
-        use std::io::{Read, Write};
-        let got = std::net::TcpStream::connect((ns.ns_ip, 8080)).and_then(|mut c| {
-            c.set_read_timeout(Some(Duration::from_secs(5)))?;
-            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut s = String::new();
-            c.read_to_string(&mut s)?;
-            Ok(s)
-        });
-        match got {
-            Ok(s) if s.ends_with("inside\n") => break s,
-            r => assert!(Instant::now() < deadline, "GET: {r:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let body = http_get_until(ns.ns_ip, "inside\n");
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert_code(&b.runsc(&["kill", "n1", "KILL"]), 0, "kill");
     let _ = b.runsc(&["delete", "--force", "n1"]);
@@ -1609,22 +1617,7 @@ fn network_namespace_ipv6_is_taken_over() {
     assert!(out.contains(&format!("default via {host6}")), "{out}");
     assert!(out.contains("host v6\nfetched"), "{out}");
     assert!(out.contains("1 packets received\npinged"), "{out}");
-    let deadline = Instant::now() + TIMEOUT;
-    let body = loop {
-        use std::io::{Read, Write};
-        let got = std::net::TcpStream::connect((ns6, 8080)).and_then(|mut c| {
-            c.set_read_timeout(Some(Duration::from_secs(5)))?;
-            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut s = String::new();
-            c.read_to_string(&mut s)?;
-            Ok(s)
-        });
-        match got {
-            Ok(s) if s.ends_with("inside6\n") => break s,
-            r => assert!(Instant::now() < deadline, "GET: {r:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let body = http_get_until(ns6, "inside6\n");
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert_code(&b.runsc(&["kill", "v6", "KILL"]), 0, "kill");
     let _ = b.runsc(&["delete", "--force", "v6"]);
